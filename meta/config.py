@@ -1,0 +1,154 @@
+"""Training configuration: one frozen dataclass, saved as ``config.json`` in every run directory.
+
+>>> cfg = get_preset("omniglot-20w1s").replace(algorithm="anil", seed=1)
+>>> cfg.first_order, cfg.meta_batch_size
+(False, 16)
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from meta.algorithms import ALGORITHMS
+
+__all__ = ["TrainConfig", "PRESETS", "get_preset", "DATASETS"]
+
+DATASETS = ("glyphs", "omniglot", "miniimagenet")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (paper hyperparameters in :data:`PRESETS`)."""
+
+    algorithm: str = "maml"          # maml | fomaml | anil | multiclass | multitask | random | nil
+    dataset: str = "glyphs"          # glyphs (embedded) | omniglot | miniimagenet
+    data_root: str | None = None     # folder of the dataset files; None = the loader's default
+    train_split: str = "train"       # split meta-trained on (omniglot: "train" = MAML's 1100 chars)
+    val_split: str = "val"           # split of the fixed validation tasks
+    test_split: str = "test"         # default split of `evaluate`
+    ways: int = 5                    # classes per task (N-way)
+    shots: int = 1                   # support examples per class (K-shot)
+    query: int = 5                   # query (target) examples per class
+    augment_rotations: bool = False  # Omniglot's augmentation: rotations by 90 deg are new classes
+    hidden: int | None = None        # conv filters; None = 64 (characters) or 32 (miniimagenet)
+    inner_steps: int = 5             # inner-loop gradient steps during training
+    inner_steps_test: int = 5        # inner-loop steps at validation/test (10 for MiniImageNet)
+    inner_lr: float = 0.1            # inner-loop learning rate (0.1 Omniglot, 0.01 MiniImageNet)
+    meta_batch_size: int = 16        # tasks per outer step (16 Omniglot, 4 MiniImageNet)
+    batch_size: int = 64             # images per step for multiclass pretraining
+    meta_lr: float = 1e-3            # Adam learning rate of the outer loop
+    iterations: int = 30000          # outer steps
+    max_seconds: float | None = None  # stop early once the loop has run this long (wall clock)
+    checkpoints: tuple[int, ...] = (10000, 20000, 30000)  # iterations kept as step-XXXXXX.pt
+    save_every: int = 500            # rolling checkpoints/last.pt every this many iterations
+    log_every: int = 10              # one metrics.jsonl line every this many iterations
+    val_every: int = 1000            # validation on the fixed val tasks every this many iterations
+    val_tasks: int = 100             # number of fixed validation tasks
+    eval_tasks: int = 600            # default number of test tasks for `evaluate`
+    seed: int = 0                    # seeds model init, task sampling and evaluation tasks
+    threads: int = 1                 # torch intra-op threads per process (set explicitly)
+    device: str = "cpu"              # cpu | cuda (torchrun: cuda:LOCAL_RANK)
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm: expected one of {list(ALGORITHMS)}, got {self.algorithm!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset: expected one of {list(DATASETS)}, got {self.dataset!r}")
+        positive = ("ways", "shots", "query", "meta_batch_size", "batch_size", "iterations",
+                    "save_every", "log_every", "val_every", "val_tasks", "eval_tasks", "threads")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        for name in ("inner_steps", "inner_steps_test", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+        if self.ways < 2:
+            raise ValueError(f"ways: expected at least 2, got {self.ways}")
+        if self.hidden is not None and (not isinstance(self.hidden, int) or self.hidden < 1):
+            raise ValueError(f"hidden: expected None or a positive int, got {self.hidden!r}")
+        for name in ("inner_lr", "meta_lr"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"{name}: expected a positive number, got {value!r}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError(f"max_seconds: expected None or a positive number, got {self.max_seconds!r}")
+        checkpoints = tuple(self.checkpoints)
+        if any(not isinstance(c, int) or not 1 <= c <= self.iterations for c in checkpoints):
+            raise ValueError(
+                f"checkpoints: expected iterations in 1..{self.iterations}, got {list(checkpoints)}"
+            )
+        object.__setattr__(self, "checkpoints", tuple(sorted(set(checkpoints))))
+        if self.device.split(":")[0] not in ("cpu", "cuda"):
+            raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
+
+    @property
+    def first_order(self) -> bool:
+        """Derived from the algorithm: True only for first-order MAML."""
+        return self.algorithm == "fomaml"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["checkpoints"] = list(self.checkpoints)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are a ValueError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"config: expected fields from {sorted(known)}, got unknown {unknown}")
+        d = dict(d)
+        if "checkpoints" in d:
+            d["checkpoints"] = tuple(d["checkpoints"])
+        return cls(**d)
+
+    def replace(self, **fields: Any) -> TrainConfig:
+        """A copy with ``fields`` changed (validated; unknown names are a ValueError)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ValueError(f"fields: expected names from {sorted(known)}, got unknown {unknown}")
+        return dataclasses.replace(self, **fields)
+
+
+_OMNIGLOT = dict(dataset="omniglot", augment_rotations=True, inner_steps=5, inner_steps_test=5,
+                 inner_lr=0.1, meta_batch_size=16, meta_lr=1e-3, iterations=30000,
+                 checkpoints=(10000, 20000, 30000))
+_MINI = dict(dataset="miniimagenet", ways=5, query=15, inner_steps=5, inner_steps_test=10,
+             inner_lr=0.01, meta_batch_size=4, meta_lr=1e-3, iterations=30000,
+             checkpoints=(10000, 20000, 30000))
+# The fast 5-way 1-shot setting: meta-batch 4, 5 query examples per class, one inner step at
+# lr 0.4, 10 steps at test; sized to train in under five minutes on one CPU thread. Trained on
+# the official background characters (964), tested on the 659 evaluation characters (the
+# validation curve uses them too: it is only monitored, never used to select a checkpoint).
+_QUICK = dict(train_split="background", val_split="evaluation", test_split="evaluation",
+              ways=5, shots=1, query=5, inner_steps=1, inner_steps_test=10, inner_lr=0.4,
+              meta_batch_size=4, meta_lr=1e-3, iterations=6000, max_seconds=290.0,
+              checkpoints=(2000, 4000, 6000), save_every=500, val_every=2000, val_tasks=50)
+
+PRESETS: dict[str, TrainConfig] = {
+    # Paper settings (PAPER.md, Appendix A/B.1): Omniglot query = shots as in the MAML code.
+    "omniglot-20w1s": TrainConfig(**_OMNIGLOT, ways=20, shots=1, query=1),
+    "omniglot-20w5s": TrainConfig(**_OMNIGLOT, ways=20, shots=5, query=5),
+    "miniimagenet-5w1s": TrainConfig(**_MINI, shots=1),
+    "miniimagenet-5w5s": TrainConfig(**_MINI, shots=5),
+    "omniglot-5w1s-quick": TrainConfig(dataset="omniglot", **_QUICK),
+    "glyphs-quick": TrainConfig(dataset="glyphs", **_QUICK),
+    # Seconds, for tests: small network, a handful of iterations.
+    "tiny": TrainConfig(dataset="glyphs", ways=3, shots=1, query=2, hidden=8, inner_steps=1,
+                        inner_steps_test=2, inner_lr=0.4, meta_batch_size=4, batch_size=16,
+                        iterations=6, checkpoints=(3, 6), save_every=2, log_every=1, val_every=3,
+                        val_tasks=4, eval_tasks=10),
+}
+
+
+def get_preset(name: str) -> TrainConfig:
+    """The preset called ``name`` (see :data:`PRESETS`)."""
+    if name not in PRESETS:
+        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}")
+    return PRESETS[name]

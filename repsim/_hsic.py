@@ -1,0 +1,366 @@
+"""Pure HSIC math shared by :mod:`repsim._cka`, :mod:`repsim._minibatch` and :mod:`repsim._matrix`.
+
+Notation (Gretton et al. 2005; Song et al. 2012): ``K = X X^T`` and ``L = Y Y^T`` are the
+``(n, n)`` Gram matrices of ``n`` samples, ``H = I - 11^T / n`` is the centring matrix and
+``K~`` is ``K`` with its diagonal set to zero.
+
+* biased HSIC:   ``HSIC_0 = tr(K H L H) / (n - 1)^2``; for linear kernels
+  ``tr(K H L H) = ||Yc^T Xc||_F^2`` with column-centred ``Xc``, ``Yc``.
+* unbiased HSIC (Song et al. 2012)::
+
+      HSIC_1 = [tr(K~ L~) + (1^T K~ 1)(1^T L~ 1) / ((n-1)(n-2)) - 2/(n-2) 1^T K~ L~ 1] / (n(n-3))
+
+  For linear kernels every term has an ``O(n d^2)`` feature-space form, so no ``(n, n)`` Gram is
+  built: ``tr(K~L~) = ||X^T Y||_F^2 - sum_i |x_i|^2 |y_i|^2``, ``K~ 1 = X (X^T 1) - diag(K)``,
+  ``1^T K~ 1 = sum(K~ 1)``.
+
+Every kernel enters the unbiased estimator only through three *kernel statistics*: ``tr(K L)``
+for each pair, and per kernel ``diag(K)`` and ``K~ 1`` (:func:`kernel_stats_features`,
+:func:`kernel_stats_gram`). :func:`hsic_unbiased_from_stats` combines them, with broadcasting, so
+that one layer's statistics are computed once and reused for every pair.
+
+All functions are pure, keep the device and dtype of their inputs, and do no input checking
+(the public measures validate with :mod:`repsim._validate` first).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+
+__all__ = [
+    "center_features",
+    "foldable_mean",
+    "center_gram",
+    "gram_sq_norm",
+    "cross_sq_norm",
+    "hsic_biased_features",
+    "hsic_biased_gram",
+    "hsic_unbiased_features",
+    "hsic_unbiased_gram",
+    "kernel_stats_features",
+    "kernel_stats_gram",
+    "hsic_unbiased_from_stats",
+    "packed_gram",
+    "packed_size",
+    "choose_form",
+    "traces",
+]
+
+Form = Literal["features", "gram"]
+
+# Width of the panels used by :func:`gram_sq_norm` and :func:`packed_gram` (GEMMs narrower
+# than this lose efficiency, wider ones waste more of the symmetry).
+_PANEL = 128
+# Largest number of elements of one intermediate product before work is split into pieces.
+_MAX_ELEMENTS = 1 << 26
+_SQRT_HALF = 0.5**0.5
+# Largest share of ||X||_F^2 the column means may hold for implicit centring (foldable_mean).
+_MEAN_ENERGY = 0.9
+
+
+def center_features(x: torch.Tensor) -> torch.Tensor:
+    """Subtract the column means: ``Xc = H X``, so that ``Xc Xc^T = H K H``.
+
+    x : (n_samples, n_features) tensor. Returns a new tensor of the same shape.
+    """
+    return x - x.mean(0, keepdim=True)
+
+
+def center_gram(k: torch.Tensor) -> torch.Tensor:
+    """Double-centre a symmetric Gram matrix: ``H K H``.
+
+    k : (n, n) tensor. Returns a new ``(n, n)`` tensor with zero row and column means.
+    """
+    row = k.mean(0, keepdim=True)  # (1, n); k symmetric, so also the column means
+    return k - row - row.T + row.mean()
+
+
+def foldable_mean(x: torch.Tensor) -> torch.Tensor | None:
+    """Column means of ``x`` if centring may be folded into the products, else ``None``.
+
+    Products of the centred ``Xc = X - 1 m^T`` can be had from those of ``X`` with rank-one
+    corrections (``Xc^T Y = X^T Y - n m m_y^T``), which saves writing a centred copy. The
+    rounding error of that grows with ``|m|^2 / var``, so it is only allowed when the column
+    means carry at most 90% of ``||X||_F^2`` (then the loss is under 4 bits) and ``d <= n``;
+    otherwise, and for data with (near) zero variance, the caller centres explicitly.
+
+    x : (n, d) tensor. Returns a (d,) tensor or ``None``.
+    """
+    n, d = x.shape
+    if d > n:
+        return None
+    mean = x.sum(0) / n
+    energy = torch.linalg.vector_norm(x) ** 2  # ||X||_F^2 = ||Xc||_F^2 + n |m|^2
+    return mean if bool(n * mean.dot(mean) <= _MEAN_ENERGY * energy) and bool(energy > 0) else None
+
+
+def gram_sq_norm(x: torch.Tensor, *, mean: torch.Tensor | None = None) -> torch.Tensor:
+    """``||Xc^T Xc||_F^2 = ||Xc Xc^T||_F^2 = tr(K K)`` for a linear kernel, using symmetry.
+
+    The product is formed on the smaller side of ``x`` and only its upper block triangle is
+    computed (panels of columns), which costs about ``(1 + 128/d) / 2`` of a full product.
+
+    x : (n_samples, n_features) tensor. ``mean`` : (n_features,) tensor or None: if given, ``x``
+    is centred implicitly (``Xc = x - mean``, see :func:`foldable_mean`; needs ``d <= n``),
+    else ``Xc = x``. Returns a 0-dim tensor.
+    """
+    if mean is not None and x.shape[1] > x.shape[0]:
+        raise ValueError(
+            f"gram_sq_norm: implicit centring needs d <= n, got shape {tuple(x.shape)}"
+        )
+    n = x.shape[0]
+    a = x if x.shape[1] <= x.shape[0] else x.T  # (m, p) with p <= m: the p x p product
+    p = a.shape[1]
+    if p <= 2 * _PANEL:
+        full = a.T @ a
+        if mean is not None:
+            full -= n * torch.outer(mean, mean)
+        return full.square().sum()
+    total = a.new_zeros(())
+    for start in range(0, p, _PANEL):
+        block = a[:, start:start + _PANEL].T @ a[:, start:]  # (b, p - start): upper panel
+        if mean is not None:
+            block -= n * torch.outer(mean[start:start + _PANEL], mean[start:])
+        diag = block[:, :_PANEL].square().sum()
+        total = total + 2.0 * block.square().sum() - diag
+    return total
+
+
+def cross_sq_norm(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    mean_x: torch.Tensor | None = None,
+    mean_y: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``||Xc^T Yc||_F^2 = tr(K L)`` for linear kernels, in column chunks if ``d_x d_y`` is large.
+
+    x : (n, d_x) tensor, y : (n, d_y) tensor. ``mean_x``, ``mean_y``: both None (``Xc = x``) or
+    both the column means, for implicit centring (see :func:`foldable_mean`).
+    Returns a 0-dim tensor.
+    """
+    n = x.shape[0]
+    step = max(1, _MAX_ELEMENTS // y.shape[1])
+    total = x.new_zeros(())
+    for i in range(0, x.shape[1], step):
+        block = x[:, i:i + step].T @ y
+        if mean_x is not None:
+            block -= n * torch.outer(mean_x[i:i + step], mean_y)
+        total = total + block.square().sum()
+    return total
+
+
+def hsic_biased_features(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Biased linear HSIC in feature space, ``||Yc^T Xc||_F^2 / (n - 1)^2``.
+
+    x : (n, d_x) tensor, y : (n, d_y) tensor. Returns a 0-dim tensor.
+    """
+    n = x.shape[0]
+    xc, yc = center_features(x), center_features(y)
+    return cross_sq_norm(yc, xc) / (n - 1) ** 2
+
+
+def hsic_biased_gram(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
+    """Biased HSIC from Gram matrices, ``tr(K H L H) / (n - 1)^2 = <HKH, HLH>_F / (n - 1)^2``.
+
+    k, l : (n, n) symmetric tensors. Returns a 0-dim tensor.
+    """
+    n = k.shape[0]
+    return (center_gram(k) * center_gram(l)).sum() / (n - 1) ** 2
+
+
+def hsic_unbiased_gram(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
+    """Unbiased HSIC of Song et al. (2012) from Gram matrices.
+
+    k, l : (n, n) symmetric tensors, n >= 4. Returns a 0-dim tensor (may be negative).
+    """
+    n = k.shape[0]
+    kt = k - torch.diag_embed(torch.diagonal(k))  # K~
+    lt = l - torch.diag_embed(torch.diagonal(l))  # L~
+    k1, l1 = kt.sum(1), lt.sum(1)  # K~ 1, L~ 1
+    trace = (kt * lt).sum()  # tr(K~ L~), both symmetric
+    value = trace + k1.sum() * l1.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (k1 @ l1)
+    return value / (n * (n - 3))
+
+
+def kernel_stats_features(
+    x: torch.Tensor, *, mean: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-kernel statistics of the linear kernel ``K = Xc Xc^T`` without forming ``K``.
+
+    x : (n, d) tensor. ``mean`` : (d,) tensor or None: if given, ``Xc = x - mean`` implicitly
+    (see :func:`foldable_mean`), else ``Xc = x``.
+
+    Returns
+    -------
+    diag : (n,) tensor
+        ``diag(K)``, the squared row norms ``|xc_i|^2``.
+    k1 : (n,) tensor
+        ``K~ 1 = Xc (Xc^T 1) - diag(K)``.
+    """
+    sq_rows = torch.einsum("ij,ij->i", x, x)
+    if mean is None:
+        return sq_rows, x @ x.sum(0) - sq_rows
+    n = x.shape[0]
+    col_sums = x.sum(0) - n * mean  # Xc^T 1 (zero up to rounding)
+    xm, xs = (x @ torch.stack([mean, col_sums], 1)).unbind(1)  # one pass over x
+    diag = sq_rows - 2.0 * xm + mean.dot(mean)  # |x_i - m|^2
+    return diag, xs - mean.dot(col_sums) - diag
+
+
+def kernel_stats_gram(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-kernel statistics ``diag(K)`` and ``K~ 1`` of Gram matrices.
+
+    k : (..., n, n) tensor of symmetric Grams. Returns two (..., n) tensors.
+    """
+    diag = torch.diagonal(k, dim1=-2, dim2=-1)
+    return diag, k.sum(-1) - diag
+
+
+def hsic_unbiased_from_stats(
+    trace: torch.Tensor,
+    diag_k: torch.Tensor,
+    diag_l: torch.Tensor,
+    k1: torch.Tensor,
+    l1: torch.Tensor,
+) -> torch.Tensor:
+    """Unbiased HSIC from kernel statistics, broadcasting over leading dimensions.
+
+    Parameters
+    ----------
+    trace : (...) tensor
+        ``tr(K L)`` (full matrices, diagonals included).
+    diag_k, diag_l : (..., n) tensors
+        ``diag(K)``, ``diag(L)``.
+    k1, l1 : (..., n) tensors
+        ``K~ 1``, ``L~ 1``.
+
+    Returns
+    -------
+    (...) tensor: ``HSIC_1`` of Song et al. (2012). For all pairs of ``A`` and ``B`` kernels pass
+    ``trace`` of shape ``(A, B)``, ``diag_k[:, None]`` of shape ``(A, 1, n)`` and ``diag_l[None]``
+    of shape ``(1, B, n)`` (likewise ``k1``, ``l1``).
+    """
+    n = diag_k.shape[-1]
+    tr_tilde = trace - (diag_k * diag_l).sum(-1)  # tr(K~ L~)
+    ones_term = k1.sum(-1) * l1.sum(-1) / ((n - 1) * (n - 2))  # (1^T K~ 1)(1^T L~ 1)/(..)
+    cross_term = 2.0 / (n - 2) * (k1 * l1).sum(-1)  # 2/(n-2) 1^T K~ L~ 1
+    return (tr_tilde + ones_term - cross_term) / (n * (n - 3))
+
+
+def hsic_unbiased_features(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Unbiased linear HSIC (Song et al. 2012) in ``O(n d_x d_y)``, no ``(n, n)`` Gram.
+
+    x : (n, d_x) tensor, y : (n, d_y) tensor (centring not required), n >= 4.
+    Returns a 0-dim tensor (may be negative).
+    """
+    trace = cross_sq_norm(x, y)  # tr(K L) = ||X^T Y||_F^2
+    diag_k, k1 = kernel_stats_features(x)
+    diag_l, l1 = kernel_stats_features(y)
+    return hsic_unbiased_from_stats(trace, diag_k, diag_l, k1, l1)
+
+
+def packed_gram(
+    x: torch.Tensor, *, panel: int = _PANEL, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The linear Gram ``K = X X^T`` packed so that ``2 <packed(X), packed(Y)> = <K, L>_F``.
+
+    Only the upper block triangle of ``K`` is computed, in row panels of ``panel`` samples;
+    the diagonal blocks (which hold each off-diagonal entry twice) are scaled by ``1/sqrt(2)``,
+    so the strictly upper blocks stand for their mirror images. Costs about
+    ``(1 + panel/n) / 2`` of the full ``X X^T``.
+
+    Parameters
+    ----------
+    x : (n, d) tensor
+    panel : int
+        Rows per panel.
+    out : 1-D tensor of :func:`packed_size` entries, optional
+        Written in place (e.g. a row of a preallocated stack).
+
+    Returns
+    -------
+    1-D tensor of ``packed_size(n, panel)`` entries.
+    """
+    n = x.shape[0]
+    if out is None:
+        out = x.new_empty(packed_size(n, panel))
+    offset = 0
+    for start in range(0, n, panel):
+        stop = min(start + panel, n)
+        size = (stop - start) * (n - start)
+        block = out[offset:offset + size].view(stop - start, n - start)
+        torch.mm(x[start:stop], x[start:].T, out=block)  # rows start..stop of K, upper part
+        block[:, : stop - start] *= _SQRT_HALF
+        offset += size
+    return out
+
+
+def packed_size(n: int, panel: int = _PANEL) -> int:
+    """Number of entries of :func:`packed_gram` for ``n`` samples."""
+    return sum((min(s + panel, n) - s) * (n - s) for s in range(0, n, panel))
+
+
+def choose_form(n: int, widths_a: Sequence[int], widths_b: Sequence[int]) -> Form:
+    """Pick the cheaper way to get every ``tr(K_a L_b)`` and ``tr(K_a K_a)`` (linear kernels).
+
+    Feature form: ``n * sum(d_a) * sum(d_b)`` multiply-adds for the cross products plus about
+    ``n min(n, d) d / 2`` per layer for the self terms. Gram form (:func:`packed_gram`):
+    ``n^2 d / 2`` per layer plus ``n^2 / 2`` per pair, and memory for ``len(b) + 1`` packed Grams.
+    """
+    a, b = len(widths_a), len(widths_b)
+    features = n * sum(widths_a) * sum(widths_b) + sum(
+        n * min(n, d) * d / 2 for d in (*widths_a, *widths_b))
+    gram = n * (n + min(n, _PANEL)) / 2 * (sum(widths_a) + sum(widths_b)) + n * n / 2 * a * b
+    fits = (b + 1) * n * n / 2 <= 4 * _MAX_ELEMENTS
+    return "gram" if gram < features and fits else "features"
+
+
+def traces(
+    xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], *, form: Form
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``tr(K_a L_b)`` for every pair and ``tr(K_a K_a)``, ``tr(L_b L_b)`` for every layer.
+
+    Parameters
+    ----------
+    xs : sequence of A tensors (n, d_a)
+    ys : sequence of B tensors (n, d_b)
+    form : "features" or "gram"
+        ``"features"``: ``||X_a^T Y_b||_F^2`` from one product of each ``X_a`` with
+        ``[Y_1 ... Y_B]`` side by side, and :func:`gram_sq_norm` per layer. ``"gram"``: one
+        :func:`packed_gram` per layer, written into one preallocated stack; all pairs from one
+        matrix-vector product per layer of ``xs`` (if ``xs is ys``, one product in all).
+
+    Returns
+    -------
+    cross : (A, B) tensor, self_a : (A,) tensor, self_b : (B,) tensor
+    """
+    if form == "gram":
+        n = xs[0].shape[0]
+        packed_b = ys[0].new_empty(len(ys), packed_size(n))  # (B, ~n^2/2)
+        for row, y in zip(packed_b, ys):
+            packed_gram(y, out=row)
+        if xs is ys:  # a self-similarity matrix: one set of Grams
+            cross = 2.0 * (packed_b @ packed_b.T)
+            return cross, torch.diagonal(cross).clone(), torch.diagonal(cross).clone()
+        cross, self_a = [], []
+        for x in xs:
+            packed_a = packed_gram(x)
+            cross.append(2.0 * (packed_b @ packed_a))
+            self_a.append(2.0 * torch.dot(packed_a, packed_a))
+        self_b = 2.0 * torch.einsum("bi,bi->b", packed_b, packed_b)
+        return torch.stack(cross), torch.stack(self_a), self_b
+    widths = [y.shape[1] for y in ys]
+    ycat = torch.cat(list(ys), dim=1) if len(ys) > 1 else ys[0]  # (n, sum d_b)
+    cross = []
+    for x in xs:
+        if x.shape[1] * ycat.shape[1] <= _MAX_ELEMENTS:
+            blocks = (x.T @ ycat).square().sum(0).split(widths)  # per column, then per layer
+            cross.append(torch.stack([blk.sum() for blk in blocks]))
+        else:
+            cross.append(torch.stack([cross_sq_norm(x, y) for y in ys]))
+    self_a = torch.stack([gram_sq_norm(x) for x in xs])
+    self_b = torch.stack([gram_sq_norm(y) for y in ys])
+    return torch.stack(cross), self_a, self_b

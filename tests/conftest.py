@@ -1,0 +1,32 @@
+"""Shared pytest fixtures (keep this file small)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    """A fresh, private ``$REPSIM_CACHE`` for one test."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("REPSIM_CACHE", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def omniglot_root():
+    """The real Omniglot (``$REPSIM_OMNIGLOT`` or ``../shared/omniglot``); skips when absent."""
+    candidates = [os.environ.get("REPSIM_OMNIGLOT"), ROOT.parent / "shared" / "omniglot",
+                  Path.cwd().parent / "shared" / "omniglot"]
+    for c in candidates:
+        if c and ((Path(c) / "images_background.npz").is_file()
+                  or (Path(c) / "images_background").is_dir()):
+            return Path(c)
+    pytest.skip("real Omniglot not found ($REPSIM_OMNIGLOT or ../shared/omniglot)")

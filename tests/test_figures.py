@@ -1,0 +1,311 @@
+"""figures: report/JSON writer on synthetic results, the figure modules, and the pipeline end to end."""
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import math
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from figures import paper_values as pv
+from figures.fig7_cross_seed import fit_line
+from figures.pipeline import OUTPUTS, _needed_runs, draw_figures, make_preset, parse_only
+from figures.report import findings, read_json, render_report, write_json
+
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "head")
+PNGS = ("fig2_pre_post.png", "fig3_training.png", "fig5_curves.png", "fig6_weight_change.png",
+        "fig7_cross_seed_cca.png", "fig8_cross_seed_cka.png", "fig11_maml_anil.png")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny matrices: thread start-up dominates, and the CPU cores are shared
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------- a synthetic results dict
+def synthetic(reuse: bool = True) -> tuple[dict, dict]:
+    """``reuse=True``: numbers agreeing with the paper's findings; ``False``: the opposite."""
+    rng = random.Random(0)
+    hi, lo = (0.95, 0.3) if reuse else (0.3, 0.95)
+    pre_post = {m: {k: (hi if k != "head" else lo) - 0.01 * i for i, k in enumerate(LAYERS)}
+                for m in ("cca", "cka")}
+    steps = [100, 200, 300]
+    results = {
+        "preset": "synthetic", "dataset": "glyphs", "ways": 5, "shots": 1, "seeds": [0, 1, 2],
+        "iterations": 300,
+        "accuracy": {
+            "maml": {"mean": 0.80, "ci95": 0.01, "std": 0.005},
+            "anil": {"mean": 0.79 if reuse else 0.60, "ci95": 0.01, "std": 0.006},
+            "nil": {"mean": 0.81 if reuse else 0.55, "ci95": 0.01, "std": 0.004},
+            "fomaml": {"mean": 0.78, "ci95": 0.01, "std": 0.004},
+        },
+        "freezing": {"none": 0.80, "1": 0.80, "1,2": 0.79, "1,2,3": 0.79,
+                     "1,2,3,4": 0.78 if reuse else 0.50},
+        "freezing_ci95": {k: 0.01 for k in ("none", "1", "1,2", "1,2,3", "1,2,3,4")},
+        "pre_post": pre_post,
+        "weight_change": {"conv1": 0.01, "conv2": 0.02, "conv3": 0.02, "conv4": 0.03,
+                          "head": 0.5 if reuse else 0.001},
+        "cross_seed_r2": {"cca": 0.97 if reuse else 0.2, "cka": 0.95 if reuse else 0.1},
+        "maml_anil_similarity": {
+            "maml-maml": {"cca": 0.52, "cka": 0.84}, "anil-anil": {"cca": 0.51, "cka": 0.86},
+            "anil-maml": {"cca": 0.50 if reuse else 0.2, "cka": 0.83 if reuse else 0.3},
+        },
+        "regimes_nil": {"maml": 0.82, "anil": 0.81, "multiclass": 0.70 if reuse else 0.9,
+                        "multitask": 0.40, "random": 0.55, "nil": 0.60},
+        "regimes_maml_head": {"multiclass": 0.69 if reuse else 0.5, "multitask": 0.41, "random": 0.54},
+        "regime_similarity": {"maml": {"cca": 0.5, "cka": 0.8},
+                              "multiclass": {"cca": 0.45 if reuse else 0.1, "cka": 0.78},
+                              "random": {"cca": 0.35, "cka": 0.7},
+                              "multitask": {"cca": 0.3, "cka": 0.6}},
+        "timing": {"train_speedup_anil_vs_maml": 1.8 if reuse else 0.9,
+                   "inference_speedup_anil_vs_maml": 4.0 if reuse else 0.8,
+                   "train_speedup_fomaml_vs_maml": 1.6 if reuse else 0.7},
+        "timing_seconds": {"train": {"maml": 0.1, "fomaml": 0.06, "anil": 0.055},
+                           "inference": {"maml": 0.05, "anil": 0.012}},
+        "stage_seconds": {"train": 100.0, "evaluate": 50.0, "analyse": 40.0, "draw": 5.0},
+        "seconds": 195.0,
+    }
+    xs = [rng.uniform(0.3, 0.9) for _ in range(12)]
+    noise = 0.01 if reuse else 0.3
+    cross = {m: {"x": xs, "layer": [LAYERS[i % 4] for i in range(12)],
+                 "pre_post": [x + rng.gauss(0, noise) for x in xs],
+                 "post_pre": [x + rng.gauss(0, noise) for x in xs],
+                 "post_post": [x + rng.gauss(0, noise) for x in xs]} for m in ("cca", "cka")}
+    acc_curve = [0.3, 0.5, 0.7, 0.8]
+    details = {
+        "checkpoints": {
+            "steps": steps,
+            "freezing": {k: [0.6, 0.7, v] for k, v in results["freezing"].items()},
+            "pre_post": {m: {k: [v, v, v] for k, v in d.items()} for m, d in pre_post.items()},
+            "weight_change": {k: [v * 0.5, v * 0.8, v] for k, v in results["weight_change"].items()},
+        },
+        "curves": {
+            alg: {"step": [0, 100, 200, 300], "train_loss": [1.6, 1.0, 0.7, 0.5],
+                  "train_acc": acc_curve, "val_step": [0, 100, 200, 300],
+                  "val_loss": [1.6, 1.1, 0.8, 0.6],
+                  "val_acc": [a - (0 if reuse or alg == "maml" else 0.2) for a in acc_curve]}
+            for alg in ("maml", "anil")
+        },
+        "cross_seed": cross,
+        "maml_anil_layers": {p: {m: {k: v[m] + 0.01 * i for i, k in enumerate(LAYERS[:4])}
+                                 for m in ("cca", "cka")}
+                             for p, v in results["maml_anil_similarity"].items()},
+    }
+    return copy.deepcopy(results), details
+
+
+# ----------------------------------------------------------------- report on synthetic results
+def _row(text: str, first_cell: str) -> str:
+    rows = [line for line in text.splitlines() if line.startswith(f"| {first_cell} |")]
+    assert rows, f"no table row starting with {first_cell!r}"
+    return rows[0]
+
+
+def test_report_tables_hold_both_paper_and_our_numbers():
+    results, details = synthetic()
+    text = render_report(results, details)
+    # Table 2: ours (80.0 ± std 0.5) beside the paper's 20w1s Omniglot MAML 93.7 ± 0.7
+    row = _row(text, "MAML")
+    assert "80.0 ± 0.5" in row and "93.7 ± 0.7" in row
+    # Table 1: frozen 1,2,3,4 -> ours 78.0 ± 1.0, paper mini 5w1s 46.3 ± 0.4
+    row = _row(text, "1,2,3,4")
+    assert "78.0 ± 1.0" in row and "46.3 ± 0.4" in row
+    # Table 3 and Table 8 rows
+    row = _row(text, "anil-maml")
+    assert "0.500" in row and "0.50" in row and "0.83" in row
+    row = _row(text, "multitask")
+    assert "40.0" in row and "26.5" in row
+    # preset, dataset and seeds are stated
+    assert "synthetic" in text and "glyphs" in text and "0, 1, 2" in text
+
+
+def test_findings_flip_when_the_numbers_flip():
+    good = {f.key: f.status for f in findings(*synthetic(reuse=True))}
+    bad = {f.key: f.status for f in findings(*synthetic(reuse=False))}
+    assert set(good) == {"table1", "fig2", "fig3", "fig6", "fig7", "table2", "fig5", "table3",
+                         "table5", "table7", "table6", "table8"}
+    assert all(v == "reproduced" for v in good.values()), good
+    assert all(v == "NOT reproduced" for v in bad.values()), bad
+    # exactly one line per finding in the report
+    text = render_report(*synthetic(reuse=False))
+    assert sum(line.startswith("- **") for line in text.splitlines()) == len(good)
+
+
+def test_findings_thresholds_are_computed_not_fixed():
+    results, details = synthetic()
+    results["freezing"]["1,2,3,4"] = results["freezing"]["none"] - 0.029   # 2.9 points: within 3
+    assert {f.key: f.status for f in findings(results, details)}["table1"] == "reproduced"
+    results["freezing"]["1,2,3,4"] = results["freezing"]["none"] - 0.031   # 3.1 points
+    assert {f.key: f.status for f in findings(results, details)}["table1"] == "NOT reproduced"
+    # conv above head but below the paper's 0.9: direction only -> partly
+    results["pre_post"]["cca"] = {k: (0.6 if k != "head" else 0.3) for k in LAYERS}
+    assert {f.key: f.status for f in findings(results, details)}["fig2"] == "partly reproduced"
+
+
+def test_missing_results_are_reported_as_not_measured():
+    assert {f.status for f in findings({})} == {"not measured"}
+    assert "not measured" in render_report({"preset": "x"})
+
+
+def test_json_writer_round_trip_and_rejects_nan(tmp_path):
+    results, _ = synthetic()
+    path = write_json(results, tmp_path / "results.json")
+    assert read_json(path) == json.loads(json.dumps(results))
+    with pytest.raises(ValueError):
+        write_json({"x": float("nan")}, tmp_path / "bad.json")
+    assert not (tmp_path / "bad.json").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]   # no temp file left
+    with pytest.raises(ValueError, match="expected a results file"):
+        read_json(tmp_path / "missing.json")
+
+
+def test_paper_values_match_paper_md():
+    text = (Path(os.environ.get("REPSIM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+            / "PAPER.md")
+    if not text.exists():
+        pytest.skip("PAPER.md not found")
+    paper = text.read_text()
+    for alg, cols in pv.TABLE2.items():
+        for mean, std in cols.values():
+            assert f"{mean:g} ± {std:g}" in paper or f"{mean} ± {std}" in paper, (alg, mean, std)
+    for key, cols in pv.TABLE1.items():
+        assert f"| {key} | {cols['mini-5w1s'][0]} ± {cols['mini-5w1s'][1]} |" in paper
+
+
+# ----------------------------------------------------------------- figures
+def test_fit_line_agrees_with_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, 30)
+    y = 0.8 * x + 0.1 + rng.normal(0, 0.05, 30)
+    slope, intercept, r2 = fit_line(list(x), list(y))
+    ref_slope, ref_intercept = np.polyfit(x, y, 1)
+    ref_r2 = np.corrcoef(x, y)[0, 1] ** 2      # simple regression: R^2 = r^2
+    assert slope == pytest.approx(ref_slope, rel=1e-10)
+    assert intercept == pytest.approx(ref_intercept, rel=1e-10)
+    assert r2 == pytest.approx(ref_r2, rel=1e-10)
+    assert fit_line([0.0, 1.0, 2.0], [1.0, 3.0, 5.0]) == pytest.approx((2.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="expected two equal-length"):
+        fit_line([1.0], [1.0])
+
+
+def _check_png(path: Path) -> None:
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        w, h = im.size
+        assert w >= 500 and h >= 400
+        # not blank: many distinct colours
+        assert len(im.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50
+
+
+def test_figures_draw_from_synthetic_results(tmp_path):
+    results, details = synthetic()
+    paths = draw_figures(results, details, tmp_path, only="fig2,fig7")
+    assert sorted(p.name for p in paths) == ["fig2_pre_post.png", "fig7_cross_seed_cca.png",
+                                             "fig8_cross_seed_cka.png"]
+    for p in paths:
+        _check_png(p)
+
+
+def test_parse_only():
+    assert parse_only(None) == OUTPUTS
+    assert parse_only("fig2, table1,fig8,table7") == ("fig2", "table1", "fig7", "table5")
+    with pytest.raises(ValueError, match="only: expected names"):
+        parse_only("fig99")
+
+
+# ----------------------------------------------------------------- pipeline, tiny preset
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from figures.__main__ import main
+
+    out = tmp_path_factory.mktemp("tiny")
+    assert main(["--preset", "tiny", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_writes_every_output(tiny_run):
+    out = tiny_run
+    for name in PNGS + ("results.json", "details.json", "report.md"):
+        assert (out / name).is_file(), name
+    for name in PNGS:
+        _check_png(out / name)
+    r = read_json(out / "results.json")
+    assert r["preset"] == "tiny" and r["dataset"] == "glyphs" and r["seeds"] == [0, 1]
+    for alg in ("maml", "anil", "nil", "fomaml"):
+        assert 0.0 <= r["accuracy"][alg]["mean"] <= 1.0
+        assert r["accuracy"][alg]["ci95"] >= 0.0
+    assert set(r["freezing"]) == set(pv.FREEZE_KEYS)
+    assert all(0.0 <= v <= 1.0 for v in r["freezing"].values())
+    for m in ("cca", "cka"):
+        assert set(r["pre_post"][m]) == set(LAYERS)
+        assert all(-1e-9 <= v <= 1 + 1e-9 for v in r["pre_post"][m].values())
+        assert 0.0 <= r["cross_seed_r2"][m] <= 1.0 + 1e-9 or r["cross_seed_r2"][m] < 0
+        for pair in ("maml-maml", "anil-anil", "anil-maml"):
+            assert 0.0 <= r["maml_anil_similarity"][pair][m] <= 1.0 + 1e-9
+    assert set(r["weight_change"]) == set(LAYERS) and all(v >= 0 for v in r["weight_change"].values())
+    assert set(r["regimes_nil"]) == {"maml", "anil", "multiclass", "multitask", "random", "nil"}
+    assert set(r["regimes_maml_head"]) == {"multiclass", "multitask", "random"}
+    assert all(v > 0 and math.isfinite(v) for v in r["timing"].values())
+    assert r["seconds"] > 0 and set(r["stage_seconds"]) >= {"train", "evaluate", "analyse", "draw"}
+    text = (out / "report.md").read_text()
+    assert "preset: `tiny`" in text
+
+
+@pytest.mark.slow
+def test_second_invocation_reuses_runs(tiny_run, monkeypatch):
+    from figures.__main__ import main
+
+    train_module = importlib.import_module("meta.train")
+    mtimes = {p: p.stat().st_mtime_ns for p in (tiny_run / "runs").rglob("*.pt")}
+    assert len(mtimes) >= 9
+
+    def fail(*a, **k):
+        raise AssertionError("a finished run was retrained")
+
+    monkeypatch.setattr(train_module, "train", fail)
+    assert main(["--preset", "tiny", "--out", str(tiny_run), "--quiet", "--only", "table2,fig2"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in (tiny_run / "runs").rglob("*.pt")} == mtimes
+
+
+@pytest.mark.slow
+def test_only_selects_outputs(tiny_run, tmp_path):
+    from figures.__main__ import main
+
+    out = tmp_path / "a"
+    assert main(["--preset", "tiny", "--out", str(out), "--runs", str(tiny_run / "runs"),
+                 "--only", "fig2,table1", "--quiet"]) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["fig2_pre_post.png"]
+    r = read_json(out / "results.json")
+    assert "freezing" in r and "pre_post" in r
+    assert "accuracy" not in r and "timing" not in r and "regimes_nil" not in r
+    assert (out / "report.md").is_file()
+
+
+def test_only_trains_what_the_outputs_need():
+    preset = make_preset("tiny")
+    assert _needed_runs(preset, ("fig2", "table1")) == [("maml", 0), ("maml", 1)]
+    assert _needed_runs(preset, ("fig3",)) == [("maml", 0)]
+    assert _needed_runs(preset, ("table6",)) == []
+    everything = _needed_runs(preset, OUTPUTS)
+    assert sorted(everything) == sorted([("maml", 0), ("maml", 1), ("anil", 0), ("anil", 1),
+                                         ("fomaml", 0), ("multiclass", 0), ("multitask", 0),
+                                         ("random", 0), ("nil", 0)])
+
+
+def test_cli_rejects_bad_only(tmp_path, capsys):
+    from figures.__main__ import main
+
+    assert main(["--preset", "tiny", "--out", str(tmp_path), "--only", "fig99", "--quiet"]) == 2
+    assert "only: expected names" in capsys.readouterr().err

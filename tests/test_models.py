@@ -1,0 +1,84 @@
+"""Conv4: the MAML network, layer by layer."""
+import pytest
+import torch
+from torch.func import functional_call
+
+from meta.models import BODY_NAMES, LAYER_NAMES, Conv4
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # torch's default threading collapses on a shared, oversubscribed machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_omniglot_shapes_follow_the_contract():
+    torch.manual_seed(0)
+    model = Conv4.omniglot(20)
+    x = torch.rand(6, 1, 28, 28)
+    h = x
+    sizes = []
+    for name in BODY_NAMES:
+        h = getattr(model, name)(h)
+        sizes.append(tuple(h.shape[1:]))
+    assert sizes == [(64, 14, 14), (64, 7, 7), (64, 4, 4), (64, 2, 2)]
+    torch.testing.assert_close(model.features(x), h.mean(dim=(2, 3)), rtol=0, atol=0)
+    assert model(x).shape == (6, 20)
+    assert model.feature_dim == 64
+
+
+def test_miniimagenet_shapes_follow_the_contract():
+    torch.manual_seed(0)
+    model = Conv4.miniimagenet(5)
+    x = torch.rand(2, 3, 84, 84)
+    h = x
+    sizes = []
+    for name in BODY_NAMES:
+        h = getattr(model, name)(h)
+        sizes.append(tuple(h.shape[1:]))
+    assert sizes == [(32, 42, 42), (32, 21, 21), (32, 10, 10), (32, 5, 5)]
+    assert model.feature_dim == 800
+    torch.testing.assert_close(model.features(x), h.flatten(1), rtol=0, atol=0)
+    assert isinstance(model.conv1[3], torch.nn.MaxPool2d)
+
+
+def test_layer_names_and_parameter_names():
+    model = Conv4(5, hidden=4)
+    assert model.layer_names == LAYER_NAMES == ("conv1", "conv2", "conv3", "conv4", "head")
+    names = [n for n, _ in model.named_parameters()]
+    assert names[:3] == ["conv1.0.weight", "conv1.1.weight", "conv1.1.bias"]   # no conv bias
+    assert names[-2:] == ["head.weight", "head.bias"]
+    assert model.conv1[0].stride == (2, 2) and model.conv1[0].padding == (1, 1)
+
+
+def test_batch_norm_always_uses_batch_statistics():
+    torch.manual_seed(0)
+    model = Conv4(3, hidden=4).double()
+    assert list(model.buffers()) == []            # track_running_stats=False: no running stats
+    x = torch.rand(5, 1, 28, 28, dtype=torch.float64)
+    train_out = model.train()(x)
+    eval_out = model.eval()(x)
+    torch.testing.assert_close(train_out, eval_out, rtol=0, atol=0)
+    # Batch statistics: an example's output depends on the rest of the batch.
+    assert not torch.allclose(model(x)[:2], model(x[:2]))
+
+
+def test_features_only_matches_features_under_functional_call():
+    torch.manual_seed(0)
+    model = Conv4(3, hidden=4).double()
+    params = {n: p * 1.5 for n, p in model.named_parameters()}
+    x = torch.rand(4, 1, 28, 28, dtype=torch.float64)
+    got = functional_call(model, params, (x,), {"features_only": True})
+    logits = functional_call(model, params, (x,))
+    torch.testing.assert_close(logits, got @ params["head.weight"].T + params["head.bias"])
+    assert not torch.allclose(got, model.features(x))
+
+
+@pytest.mark.parametrize("kw", [{"ways": 0}, {"ways": 3, "hidden": 0}, {"ways": 2.5}])
+def test_bad_arguments_raise(kw):
+    ways = kw.pop("ways")
+    with pytest.raises(ValueError, match="expected a positive int"):
+        Conv4(ways, **kw)

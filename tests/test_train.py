@@ -1,0 +1,176 @@
+"""train / evaluate / CLI on the tiny preset (embedded Glyphs data): files, resume, regimes."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from meta.cli import main
+from meta.config import PRESETS, TrainConfig, get_preset
+from meta.evaluate import evaluate, load_run
+from meta.train import checkpoint_path, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _weights(run, checkpoint=None):
+    return torch.load(checkpoint_path(run, checkpoint), weights_only=False)["model"]
+
+
+def _metrics(run):
+    return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_writes_config_metrics_and_checkpoints(tmp_path):
+    cfg = get_preset("tiny")
+    run = train(cfg, tmp_path / "run", progress=False)
+    assert TrainConfig.from_dict(json.loads((run / "config.json").read_text())) == cfg
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["last.pt", "step-000003.pt", "step-000006.pt"]
+    lines = _metrics(run)
+    assert [r["iteration"] for r in lines] == [1, 2, 3, 4, 5, 6]
+    assert {"train_loss", "train_accuracy", "seconds_per_iteration"} <= set(lines[0])
+    assert {"val_loss", "val_accuracy"} <= set(lines[2]) and "val_loss" not in lines[1]
+    state = torch.load(checkpoint_path(run), weights_only=False)
+    assert state["iteration"] == 6 and state["config"] == cfg.to_dict()
+    assert {"torch", "numpy", "python", "sampler"} <= set(state["rng"])
+    assert state["optimizer"]["state"]                     # Adam moments are saved
+    # The parameters moved, and step-000006.pt is the final state.
+    init = {k: v for k, v in _weights(run, 3).items()}
+    final = _weights(run)
+    assert any(not torch.equal(init[k], final[k]) for k in final)
+    torch.testing.assert_close(_weights(run, 6), final, rtol=0, atol=0)
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    cfg = get_preset("tiny")
+    straight = train(cfg, tmp_path / "a", progress=False)
+    # "Crash" after iteration 5: last.pt holds iteration 4 (save_every=2), so 5 is redone.
+    train(cfg, tmp_path / "b", progress=False, stop_after=5)
+    assert torch.load(checkpoint_path(tmp_path / "b"), weights_only=False)["iteration"] == 4
+    resumed = train(cfg, tmp_path / "b", progress=False)
+    torch.testing.assert_close(_weights(resumed), _weights(straight), rtol=0, atol=0)
+    a = torch.load(checkpoint_path(straight), weights_only=False)["optimizer"]["state"]
+    b = torch.load(checkpoint_path(resumed), weights_only=False)["optimizer"]["state"]
+    torch.testing.assert_close(b, a, rtol=0, atol=0)
+    assert [r["iteration"] for r in _metrics(resumed)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_different_config_in_existing_run_is_an_error(tmp_path):
+    cfg = get_preset("tiny").replace(iterations=2, checkpoints=(2,))
+    train(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="same config.*inner_lr"):
+        train(cfg.replace(inner_lr=0.1), tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize("algorithm", ["fomaml", "anil", "random", "nil", "multitask", "multiclass"])
+def test_regimes_train_exactly_their_parameters(tmp_path, algorithm):
+    cfg = get_preset("tiny").replace(algorithm=algorithm, iterations=2, checkpoints=(1, 2))
+    run = train(cfg, tmp_path / algorithm, progress=False)
+    # iteration 1 vs 2 (the same seed gives the same initialisation in every regime)
+    before, after = _weights(run, 1), _weights(run, 2)
+    for k in after:
+        moved = not torch.equal(before[k], after[k])
+        if algorithm == "random":
+            assert moved == k.startswith("head."), k      # body frozen at initialisation
+        elif algorithm == "nil":
+            assert moved == (not k.startswith("head.")), k  # no head in NIL training
+        elif k.endswith("weight"):
+            assert moved, k
+    heads = after["head.weight"].shape[0]
+    assert heads == (1056 if algorithm == "multiclass" else cfg.ways)
+    result = evaluate(run, tasks=3)
+    assert 0 <= result["accuracy"]["mean"] <= 1
+
+
+def test_max_seconds_stops_early_and_saves(tmp_path):
+    cfg = get_preset("tiny").replace(iterations=1000, checkpoints=(1000,), max_seconds=1e-3)
+    run = train(cfg, tmp_path / "run", progress=False)
+    state = torch.load(checkpoint_path(run), weights_only=False)
+    assert state["iteration"] == 1
+
+
+def test_evaluate_options_files_and_values(tmp_path):
+    run = train(get_preset("tiny"), tmp_path / "run", progress=False)
+    cfg, model, params = load_run(run)
+    assert cfg == get_preset("tiny") and set(params) == {n for n, _ in model.named_parameters()}
+    plain = evaluate(run)
+    assert plain["file"] == "eval.json" and plain["tasks"] == cfg.eval_tasks
+    saved = json.loads((run / "eval.json").read_text())
+    assert saved["accuracy"] == plain["accuracy"]
+    assert set(saved["accuracy"]) == {"mean", "ci95"}
+    assert {"tasks", "freeze", "head", "inner_steps", "checkpoint", "split", "seed"} <= set(saved)
+    # Same fixed tasks: the same result again; all-frozen + 0 steps = unadapted model.
+    assert evaluate(run)["accuracy"] == plain["accuracy"]
+    assert evaluate(run, freeze=(1, 2, 3))["file"] == "eval-freeze1,2,3.json"
+    assert evaluate(run, head="nil")["file"] == "eval-head-nil.json"
+    assert evaluate(run, checkpoint=3, inner_steps=0)["file"] == "eval-steps0-step3.json"
+    assert (run / "eval-freeze1,2,3.json").exists() and (run / "eval-head-nil.json").exists()
+    with pytest.raises(ValueError, match="checkpoint: expected"):
+        evaluate(run, checkpoint=4)
+    with pytest.raises(ValueError, match="block numbers"):
+        evaluate(run, freeze=(5,))
+
+
+def test_presets_are_valid_and_follow_the_paper():
+    assert {"omniglot-20w1s", "omniglot-20w5s", "miniimagenet-5w1s", "miniimagenet-5w5s",
+            "omniglot-5w1s-quick", "glyphs-quick", "tiny"} <= set(PRESETS)
+    for name, cfg in PRESETS.items():
+        assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg, name
+    o, m = get_preset("omniglot-20w1s"), get_preset("miniimagenet-5w5s")
+    assert (o.ways, o.shots, o.meta_batch_size, o.inner_steps, o.inner_lr) == (20, 1, 16, 5, 0.1)
+    assert (m.ways, m.shots, m.meta_batch_size, m.inner_steps, m.inner_steps_test, m.inner_lr) == (
+        5, 5, 4, 5, 10, 0.01)
+    assert o.checkpoints == (10000, 20000, 30000) and o.iterations == 30000
+    assert get_preset("omniglot-5w1s-quick").replace(algorithm="fomaml").first_order
+    with pytest.raises(ValueError, match="preset: expected one of"):
+        get_preset("nope")
+    with pytest.raises(ValueError, match="unknown"):
+        o.replace(learning_rate=1)
+    with pytest.raises(ValueError, match="ways: expected"):
+        o.replace(ways=0)
+    with pytest.raises(ValueError, match="checkpoints: expected"):
+        o.replace(checkpoints=(40000,))
+    with pytest.raises(ValueError, match="algorithm: expected"):
+        o.replace(algorithm="reptile")
+
+
+def test_cli_train_and_evaluate(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "--preset", "tiny", "--set", "iterations=3", "--set", "checkpoints=3",
+                 "--out", out, "--quiet"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["iterations"] == 3
+    capsys.readouterr()
+    assert main(["evaluate", out, "--tasks", "4", "--freeze", "1,2,3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "accuracy" in lines[0] and "eval-freeze1,2,3-tasks4.json" in lines[0]
+    assert main(["evaluate", out, "--head", "nil", "--checkpoint", "7"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint: expected" in err[0]
+    assert main(["train", "--preset", "tiny", "--set", "ways=1", "--out", out]) == 2
+
+
+def test_cli_argument_errors_are_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--preset", "nope", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "invalid choice: 'nope'" in err[0]
+
+
+def test_cli_user_errors_exit_2_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "meta", "evaluate", str(tmp_path / "missing")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "expected" in proc.stderr
