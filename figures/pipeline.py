@@ -33,11 +33,13 @@ import importlib
 import itertools
 import json
 import logging
+import multiprocessing
 import os
 import statistics
 import time
 import warnings
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,7 @@ class PipelinePreset:
     analysis_query: int = 15        # query images per class on those tasks (CCA needs rows)
     timing_iterations: int = 20     # timed iterations per algorithm for Table 6
     regimes: tuple[str, ...] = REGIMES
+    workers: int = 1                # training runs at once (processes); see make_preset
 
 
 def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int] | None = None,
@@ -110,9 +113,9 @@ def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int]
         # minutes on 2 CPU cores: Glyphs 5-way 1-shot, 32 filters, a few hundred iterations
         base = get_preset("glyphs-quick").replace(
             hidden=32, inner_steps=1, inner_steps_test=5, inner_lr=0.4, meta_batch_size=4,
-            iterations=200, max_seconds=None, checkpoints=(50, 100, 200), save_every=50,
-            log_every=10, val_every=50, val_tasks=10, eval_tasks=50, batch_size=64)
-        p = PipelinePreset("quick", base, seeds=(0, 1, 2), eval_tasks=50, analysis_tasks=6,
+            iterations=1500, max_seconds=None, checkpoints=(500, 1000, 1500), save_every=250,
+            log_every=25, val_every=250, val_tasks=20, eval_tasks=100, batch_size=64)
+        p = PipelinePreset("quick", base, seeds=(0, 1, 2), eval_tasks=100, analysis_tasks=6,
                            analysis_query=10, timing_iterations=10)
     elif name == "paper":
         setting = setting or "omniglot-20w1s"
@@ -130,6 +133,8 @@ def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int]
         raise ValueError(f"preset: expected 'tiny', 'quick' or 'paper', got {name!r}")
     if data_root is not None and name != "paper":
         p = dataclasses.replace(p, base=p.base.replace(data_root=str(data_root)))
+    # One single-threaded training process per core (at least one).
+    p = dataclasses.replace(p, workers=max(1, (os.cpu_count() or 1) // max(1, p.base.threads)))
     if seeds is not None:
         seeds = tuple(int(s) for s in seeds)
         if not seeds:
@@ -198,19 +203,50 @@ def _needed_runs(preset: PipelinePreset, outputs: tuple[str, ...]) -> list[tuple
     return need
 
 
-def _train_runs(preset, runs_dir: Path, needed, *, quiet: bool) -> dict[tuple[str, int], Path]:
-    # the module, looked up at call time (``meta.train`` the attribute is the function)
-    train_mod = importlib.import_module("meta.train")
-    dirs = {}
-    for alg, seed in tqdm(needed, desc="train", disable=quiet, leave=False):
+def _train_one(cfg_dict: dict, run_dir: str) -> str:
+    """Train one run in a worker process (a module-level function, so it pickles)."""
+    from meta.config import TrainConfig
+    from meta.train import train
+
+    return str(train(TrainConfig.from_dict(cfg_dict), run_dir, progress=False))
+
+
+def _train_runs(preset, runs_dir: Path, needed, *, quiet: bool,
+                workers: int = 1) -> dict[tuple[str, int], Path]:
+    """Train every run in ``needed`` that is not finished, ``workers`` processes at a time.
+
+    Each run is seeded and single-threaded (``cfg.threads``), so its result does not depend on
+    how many run beside it; on a 2-core machine two workers halve the wall clock.
+    """
+    dirs, todo = {}, []
+    for alg, seed in needed:
         cfg = preset.base.replace(algorithm=alg, seed=seed)
         run_dir = runs_dir / _run_name(alg, seed)
         dirs[(alg, seed)] = run_dir
         if run_is_finished(run_dir, cfg):
             log.info("reusing finished run %s", run_dir)
-            continue
-        log.info("training %s", run_dir)
-        train_mod.train(cfg, run_dir, progress=not quiet)
+        else:
+            todo.append((cfg, run_dir))
+    if not todo:
+        return dirs
+    bar = tqdm(total=len(todo), desc="train runs", disable=quiet, leave=False)
+    if workers <= 1 or len(todo) == 1:
+        # the module, looked up at call time (``meta.train`` the attribute is the function)
+        train_mod = importlib.import_module("meta.train")
+        for cfg, run_dir in todo:
+            log.info("training %s", run_dir)
+            train_mod.train(cfg, run_dir, progress=not quiet)
+            bar.update()
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
+            jobs = {pool.submit(_train_one, cfg.to_dict(), str(run_dir)): run_dir
+                    for cfg, run_dir in todo}
+            for job in as_completed(jobs):
+                job.result()             # re-raises a worker's error here
+                log.info("trained %s", jobs[job])
+                bar.update()
+    bar.close()
     return dirs
 
 
@@ -454,7 +490,8 @@ def _run(preset: PipelinePreset, out_dir, outputs: tuple[str, ...], runs_dir, qu
                    analysis_tasks=preset.analysis_tasks)
 
     t = time.perf_counter()
-    dirs = _train_runs(preset, runs, _needed_runs(preset, outputs), quiet=quiet)
+    dirs = _train_runs(preset, runs, _needed_runs(preset, outputs), quiet=quiet,
+                       workers=preset.workers)
     stage["train"] = time.perf_counter() - t
 
     def D(alg, seed=s[0]):
