@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from meta.algorithms import META_ALGORITHMS, eval_setup, predict, task_loss  # noqa: E402
+from meta.algorithms import eval_setup, predict, task_loss  # noqa: E402
 from meta.config import get_preset  # noqa: E402
 from meta.data import Task  # noqa: E402
 from meta.evaluate import evaluate  # noqa: E402

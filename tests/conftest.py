@@ -30,3 +30,14 @@ def omniglot_root():
                   or (Path(c) / "images_background").is_dir()):
             return Path(c)
     pytest.skip("real Omniglot not found ($REPSIM_OMNIGLOT or ../shared/omniglot)")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small tensors: extra intra-op threads only add contention on a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,17 +11,9 @@ from meta.algorithms import (
     META_ALGORITHMS, fresh_head, meta_loss, multiclass_loss, multitask_loss, nil_logits, nil_loss,
     predict, task_loss, eval_setup,
 )
-from meta.inner import adapt, all_params, freeze_blocks, head_only
+from meta.inner import adapt, all_params, head_only
 from meta.models import Conv4
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # torch's default threading collapses on a shared, oversubscribed machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class Task(NamedTuple):   # the meta.data.Task layout

@@ -48,14 +48,6 @@ def _tasks(n: int = 2, ways: int = 3, shots: int = 2, query: int = 4, seed: int 
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny matrices: thread start-up dominates, and the CPU cores are shared
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # ----------------------------------------------------------------- independent reference math
 def _np_mean_cca(x: np.ndarray, y: np.ndarray) -> float:
     """Mean canonical correlation via QR of the centred data (Bjorck & Golub), numpy only."""

@@ -12,14 +12,6 @@ from repsim._cka import linear_cka, rbf_cka
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: extra threads only add contention on a shared CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 # ----------------------------------------------------------------------------- references
 def np_centre(g: np.ndarray) -> np.ndarray:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from figures import paper_values as pv
@@ -23,14 +22,6 @@ LAYERS = ("conv1", "conv2", "conv3", "conv4", "head")
 PNGS = ("fig2_pre_post.png", "fig3_training.png", "fig5_curves.png", "fig6_weight_change.png",
         "fig7_cross_seed_cca.png", "fig8_cross_seed_cka.png", "fig11_maml_anil.png")
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny matrices: thread start-up dominates, and the CPU cores are shared
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------- a synthetic results dict

@@ -8,14 +8,6 @@ from meta.inner import adapt, all_params, freeze_blocks, head_only
 from meta.models import Conv4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # torch's default threading collapses on a shared, oversubscribed machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _setup(seed=0, ways=3, n=6):
     g = torch.Generator().manual_seed(seed)

@@ -14,13 +14,6 @@ from repsim._matrix import MEASURES, similarity_matrix
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def layers(n: int, widths_a, widths_b, seed: int = 0):
     g = torch.Generator().manual_seed(seed)

@@ -17,13 +17,6 @@ from repsim._minibatch import MinibatchCKA
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def np_hsic_song(k: np.ndarray, l: np.ndarray) -> float:
     """Song et al. (2012) unbiased HSIC with explicit n x n matrices (independent reference)."""

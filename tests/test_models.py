@@ -6,14 +6,6 @@ from torch.func import functional_call
 from meta.models import BODY_NAMES, LAYER_NAMES, Conv4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # torch's default threading collapses on a shared, oversubscribed machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_omniglot_shapes_follow_the_contract():
     torch.manual_seed(0)

@@ -15,13 +15,6 @@ from meta.train import checkpoint_path, train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _weights(run, checkpoint=None):
     return torch.load(checkpoint_path(run, checkpoint), weights_only=False)["model"]
