@@ -15,7 +15,6 @@ from meta.inner import adapt, all_params, head_only
 from meta.models import Conv4
 
 
-
 class Task(NamedTuple):   # the meta.data.Task layout
     support_x: torch.Tensor
     support_y: torch.Tensor

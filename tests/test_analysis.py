@@ -47,7 +47,6 @@ def _tasks(n: int = 2, ways: int = 3, shots: int = 2, query: int = 4, seed: int 
     return out
 
 
-
 # ----------------------------------------------------------------- independent reference math
 def _np_mean_cca(x: np.ndarray, y: np.ndarray) -> float:
     """Mean canonical correlation via QR of the centred data (Bjorck & Golub), numpy only."""

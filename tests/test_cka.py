@@ -9,8 +9,9 @@ import torch
 from repsim import _hsic
 from repsim._cka import linear_cka, rbf_cka
 
-F64 = torch.float64
+from _reference import np_hsic_song
 
+F64 = torch.float64
 
 
 # ----------------------------------------------------------------------------- references
@@ -24,18 +25,6 @@ def np_cka_biased(k: np.ndarray, l: np.ndarray) -> float:
     """CKA from explicit n x n Grams: <HKH, HLH> / (||HKH|| ||HLH||)."""
     kc, lc = np_centre(k), np_centre(l)
     return float(np.sum(kc * lc) / (np.linalg.norm(kc) * np.linalg.norm(lc)))
-
-
-def np_hsic_song(k: np.ndarray, l: np.ndarray) -> float:
-    """Song et al. (2012), eq. (5), transcribed with explicit matrices."""
-    n = k.shape[0]
-    kt, lt = k.copy(), l.copy()
-    np.fill_diagonal(kt, 0.0)
-    np.fill_diagonal(lt, 0.0)
-    one = np.ones(n)
-    value = (np.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
-             - 2.0 / (n - 2) * (one @ kt @ lt @ one))
-    return float(value / (n * (n - 3)))
 
 
 def np_cka_debiased(k: np.ndarray, l: np.ndarray) -> float:

@@ -23,7 +23,6 @@ PNGS = ("fig2_pre_post.png", "fig3_training.png", "fig5_curves.png", "fig6_weigh
         "fig7_cross_seed_cca.png", "fig8_cross_seed_cka.png", "fig11_maml_anil.png")
 
 
-
 # ----------------------------------------------------------------- a synthetic results dict
 def synthetic(reuse: bool = True) -> tuple[dict, dict]:
     """``reuse=True``: numbers agreeing with the paper's findings; ``False``: the opposite."""

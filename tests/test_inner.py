@@ -8,7 +8,6 @@ from meta.inner import adapt, all_params, freeze_blocks, head_only
 from meta.models import Conv4
 
 
-
 def _setup(seed=0, ways=3, n=6):
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)

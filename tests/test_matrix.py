@@ -14,7 +14,6 @@ from repsim._matrix import MEASURES, similarity_matrix
 F64 = torch.float64
 
 
-
 def layers(n: int, widths_a, widths_b, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, 4, generator=g, dtype=F64)

@@ -14,20 +14,9 @@ import torch.multiprocessing as mp
 from repsim._cka import linear_cka
 from repsim._minibatch import MinibatchCKA
 
+from _reference import np_hsic_song
+
 F64 = torch.float64
-
-
-
-def np_hsic_song(k: np.ndarray, l: np.ndarray) -> float:
-    """Song et al. (2012) unbiased HSIC with explicit n x n matrices (independent reference)."""
-    n = k.shape[0]
-    kt, lt = k.copy(), l.copy()
-    np.fill_diagonal(kt, 0.0)
-    np.fill_diagonal(lt, 0.0)
-    one = np.ones(n)
-    value = (np.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
-             - 2.0 / (n - 2) * (one @ kt @ lt @ one))
-    return float(value / (n * (n - 3)))
 
 
 def make_layers(n: int, seed: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -6,7 +6,6 @@ from torch.func import functional_call
 from meta.models import BODY_NAMES, LAYER_NAMES, Conv4
 
 
-
 def test_omniglot_shapes_follow_the_contract():
     torch.manual_seed(0)
     model = Conv4.omniglot(20)

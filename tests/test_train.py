@@ -15,7 +15,6 @@ from meta.train import checkpoint_path, train
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 def _weights(run, checkpoint=None):
     return torch.load(checkpoint_path(run, checkpoint), weights_only=False)["model"]
 
