@@ -29,11 +29,11 @@ def draw(results: dict, details: dict, out_dir: str | os.PathLike) -> list[Path]
         ax.axhline(pv.FIG2["conv_min"], **PAPER_STYLE, label="paper: conv > 0.9")
         ax.axhline(pv.FIG2["head_max"], color="grey", linestyle=":", linewidth=1.2,
                    label="paper: head < 0.5")
-        ax.set_ylim(0, 1.1)
+        ax.set_ylim(0, 1.3)                   # headroom: the legend sits above the bars
         ax.set_xlabel("layer")
         ax.set_ylabel(f"{measure.upper()} similarity, pre vs post (unitless, 0–1)")
         ax.set_title(f"{measure.upper()}: representation before vs after adaptation")
-        ax.legend(loc="lower left", fontsize=8)
+        ax.legend(loc="upper center", ncol=2, fontsize=8)
     fig.suptitle(f"Figure 2 — {results.get('dataset', '?')} {results.get('ways', '?')}-way "
                  f"{results.get('shots', '?')}-shot, MAML, mean over tasks and seeds", fontsize=10)
     return [save(fig, out_dir, "fig2_pre_post")]
