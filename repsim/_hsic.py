@@ -29,6 +29,8 @@ from typing import Literal
 
 import torch
 
+from . import _blas
+
 __all__ = [
     "center_features",
     "foldable_mean",
@@ -42,10 +44,15 @@ __all__ = [
     "kernel_stats_features",
     "kernel_stats_gram",
     "hsic_unbiased_from_stats",
+    "hsic_unbiased_pairs",
     "packed_gram",
+    "packed_grams",
     "packed_size",
+    "gram_panel",
     "choose_form",
     "traces",
+    "linear_terms",
+    "unbiased_terms",
 ]
 
 Form = Literal["features", "gram"]
@@ -99,8 +106,9 @@ def foldable_mean(x: torch.Tensor) -> torch.Tensor | None:
 def gram_sq_norm(x: torch.Tensor, *, mean: torch.Tensor | None = None) -> torch.Tensor:
     """``||Xc^T Xc||_F^2 = ||Xc Xc^T||_F^2 = tr(K K)`` for a linear kernel, using symmetry.
 
-    The product is formed on the smaller side of ``x`` and only its upper block triangle is
-    computed (panels of columns), which costs about ``(1 + 128/d) / 2`` of a full product.
+    The product is formed on the smaller side of ``x`` and only one triangle is computed: BLAS
+    ``syrk`` on CPU (:mod:`repsim._blas`), elsewhere the upper block triangle in panels of
+    columns, which costs about ``(1 + 128/d) / 2`` of a full product.
 
     x : (n_samples, n_features) tensor. ``mean`` : (n_features,) tensor or None: if given, ``x``
     is centred implicitly (``Xc = x - mean``, see :func:`foldable_mean`; needs ``d <= n``),
@@ -113,8 +121,8 @@ def gram_sq_norm(x: torch.Tensor, *, mean: torch.Tensor | None = None) -> torch.
     n = x.shape[0]
     a = x if x.shape[1] <= x.shape[0] else x.T  # (m, p) with p <= m: the p x p product
     p = a.shape[1]
-    if p <= 2 * _PANEL:
-        full = a.T @ a
+    if p <= 2 * _PANEL or _blas.uses_syrk(a):
+        full = _blas.gram_t(a)  # BLAS syrk on CPU: one triangle
         if mean is not None:
             full -= n * torch.outer(mean, mean)
         return full.square().sum()
@@ -198,16 +206,14 @@ def kernel_stats_features(
     diag : (n,) tensor
         ``diag(K)``, the squared row norms ``|xc_i|^2``.
     k1 : (n,) tensor
-        ``K~ 1 = Xc (Xc^T 1) - diag(K)``.
+        ``K~ 1 = Xc (Xc^T 1) - diag(K)`` (``-diag(K)`` with ``mean``, where ``Xc^T 1 = 0``).
     """
-    sq_rows = torch.einsum("ij,ij->i", x, x)
+    sq_rows = torch.linalg.vector_norm(x, dim=1).square_()  # (einsum "ij,ij->i" is ~5x slower)
     if mean is None:
         return sq_rows, x @ x.sum(0) - sq_rows
-    n = x.shape[0]
-    col_sums = x.sum(0) - n * mean  # Xc^T 1 (zero up to rounding)
-    xm, xs = (x @ torch.stack([mean, col_sums], 1)).unbind(1)  # one pass over x
-    diag = sq_rows - 2.0 * xm + mean.dot(mean)  # |x_i - m|^2
-    return diag, xs - mean.dot(col_sums) - diag
+    diag = sq_rows - 2.0 * torch.mv(x, mean) + mean.dot(mean)  # |x_i - m|^2
+    # Xc^T 1 = x.sum(0) - n m is zero up to the rounding of the mean, so K~1 = -diag(K)
+    return diag, -diag
 
 
 def kernel_stats_gram(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,6 +256,25 @@ def hsic_unbiased_from_stats(
     return (tr_tilde + ones_term - cross_term) / (n * (n - 3))
 
 
+def hsic_unbiased_pairs(
+    trace: torch.Tensor,
+    diag_a: torch.Tensor,
+    diag_b: torch.Tensor,
+    k1_a: torch.Tensor,
+    k1_b: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`hsic_unbiased_from_stats` for every pair of A and B kernels, as matrix products.
+
+    trace : (A, B) tensor of ``tr(K_a L_b)``; diag_a, k1_a : (A, n); diag_b, k1_b : (B, n).
+    Returns the (A, B) tensor of ``HSIC_1(K_a, L_b)`` (a handful of kernels in all, instead
+    of a handful per pair).
+    """
+    n = diag_a.shape[-1]
+    value = trace - diag_a @ diag_b.T - 2.0 / (n - 2) * (k1_a @ k1_b.T)
+    value += torch.outer(k1_a.sum(-1), k1_b.sum(-1)) / ((n - 1) * (n - 2))
+    return value / (n * (n - 3))
+
+
 def hsic_unbiased_features(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Unbiased linear HSIC (Song et al. 2012) in ``O(n d_x d_y)``, no ``(n, n)`` Gram.
 
@@ -263,7 +288,7 @@ def hsic_unbiased_features(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def packed_gram(
-    x: torch.Tensor, *, panel: int = _PANEL, out: torch.Tensor | None = None
+    x: torch.Tensor, *, panel: int | None = None, out: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The linear Gram ``K = X X^T`` packed so that ``2 <packed(X), packed(Y)> = <K, L>_F``.
 
@@ -275,8 +300,8 @@ def packed_gram(
     Parameters
     ----------
     x : (n, d) tensor
-    panel : int
-        Rows per panel.
+    panel : int, optional
+        Rows per panel (default :func:`gram_panel`).
     out : 1-D tensor of :func:`packed_size` entries, optional
         Written in place (e.g. a row of a preallocated stack).
 
@@ -285,6 +310,7 @@ def packed_gram(
     1-D tensor of ``packed_size(n, panel)`` entries.
     """
     n = x.shape[0]
+    panel = panel or gram_panel(n)
     if out is None:
         out = x.new_empty(packed_size(n, panel))
     offset = 0
@@ -298,23 +324,128 @@ def packed_gram(
     return out
 
 
-def packed_size(n: int, panel: int = _PANEL) -> int:
-    """Number of entries of :func:`packed_gram` for ``n`` samples."""
+def packed_size(n: int, panel: int | None = None) -> int:
+    """Number of entries of :func:`packed_gram` for ``n`` samples (default panel: :func:`gram_panel`)."""
+    panel = panel or gram_panel(n)
     return sum((min(s + panel, n) - s) * (n - s) for s in range(0, n, panel))
 
 
-def choose_form(n: int, widths_a: Sequence[int], widths_b: Sequence[int]) -> Form:
+def gram_panel(n: int) -> int:
+    """Rows per panel of a packed Gram of ``n`` samples.
+
+    Narrow panels waste less of the symmetry (the cost is ``(1 + panel/n) / 2`` of ``X X^T``)
+    but make thinner products; 64 rows suit the minibatch sizes (``n <= 512``), 128 larger ``n``.
+    """
+    return 64 if n <= 512 else _PANEL
+
+
+def packed_grams(
+    xs: Sequence[torch.Tensor], *, centre: bool = True, panel: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Packed Grams and kernel statistics of several layers at once.
+
+    Two layouts satisfy ``2 <packed[a], packed[b]> = tr(K_a K_b)``:
+
+    * on CPU (float32/float64, :func:`repsim._blas.uses_syrk`): the full Gram ``K / sqrt(2)``
+      flattened (``n^2`` entries), each ``K`` from one BLAS ``syrk`` (half the flops of
+      ``X X^T``);
+    * elsewhere: :func:`packed_gram`'s upper block triangle (``packed_size(n, panel)`` entries).
+      Layers of equal width are stacked into one ``(G, n, d)`` buffer and each panel is one
+      batched product (``bmm``).
+
+    Parameters
+    ----------
+    xs : sequence of L tensors (n, d_l)
+        Same ``n``, dtype and device.
+    centre : bool
+        Use the column-centred ``Xc`` (``K = Xc Xc^T = H X X^T H``); else ``X`` as given.
+    panel : int, optional
+        Rows per panel of the block-triangle layout (default :func:`gram_panel`).
+
+    Returns
+    -------
+    packed : (L, m) tensor
+        ``m = n^2`` (CPU layout) or ``packed_size(n, panel)``.
+    diag : (L, n) tensor
+        ``diag(K_l)``.
+    k1 : (L, n) tensor
+        ``K~_l 1 = K_l 1 - diag(K_l)`` (``-diag(K_l)`` when centred, as ``K_l 1 = 0``).
+    """
+    n = xs[0].shape[0]
+    syrk = _blas.uses_syrk(xs[0])
+    panel = panel or gram_panel(n)
+    packed = xs[0].new_empty(len(xs), n * n if syrk else packed_size(n, panel))
+    diag = xs[0].new_empty(len(xs), n)
+    k1 = xs[0].new_empty(len(xs), n)
+    groups: dict[int, list[int]] = {}
+    for i, x in enumerate(xs):
+        groups.setdefault(-1 if syrk else x.shape[1], []).append(i)  # syrk: one layer at a time
+    for members in groups.values():
+        if syrk:
+            stacks = [(i, _centred(xs[i], centre)[None]) for i in members]
+        else:
+            stack = xs[0].new_empty(len(members), n, xs[members[0]].shape[1])  # (G, n, d)
+            for buf, i in zip(stack, members):
+                torch.sub(xs[i], xs[i].mean(0, keepdim=True), out=buf) if centre else buf.copy_(xs[i])
+            stacks = [(_rows(members, stack.device), stack)]
+        for rows, stack in stacks:
+            if syrk:
+                _blas.gram(stack[0], out=packed[rows].view(n, n))
+            else:
+                _packed_panels(stack, packed, rows, panel)
+            diag[rows] = torch.linalg.vector_norm(stack, dim=2).square_()  # (G, n)
+            if not centre:  # K~1 = X (X^T 1) - diag: one matrix-vector product per layer
+                k1[rows] = torch.stack([torch.mv(buf, buf.sum(0)) for buf in stack])
+    if syrk:
+        packed *= _SQRT_HALF
+    # centred: Xc^T 1 = 0, so K~1 = -diag(K) (up to the rounding of the centring itself)
+    return packed, diag, (-diag if centre else k1 - diag)
+
+
+def _centred(x: torch.Tensor, centre: bool) -> torch.Tensor:
+    return x - x.mean(0, keepdim=True) if centre else x.contiguous()
+
+
+def _rows(members: list[int], device: torch.device) -> slice | torch.Tensor:
+    """Index of ``members``: a slice when consecutive (a view, no index kernel), else a tensor."""
+    if members == list(range(members[0], members[-1] + 1)):
+        return slice(members[0], members[-1] + 1)
+    return torch.tensor(members, device=device)
+
+
+def _packed_panels(
+    stack: torch.Tensor, packed: torch.Tensor, rows: slice | torch.Tensor, panel: int
+) -> None:
+    """Write the block-triangle packed Grams of ``stack`` (G, n, d) into ``packed[rows]``."""
+    n = stack.shape[1]
+    offset = 0
+    for start in range(0, n, panel):
+        stop = min(start + panel, n)
+        block = torch.bmm(stack[:, start:stop], stack[:, start:].transpose(1, 2))
+        block[:, :, : stop - start] *= _SQRT_HALF  # (G, p, n - start): upper rows of K
+        size = block.shape[1] * block.shape[2]
+        packed[rows, offset:offset + size] = block.reshape(stack.shape[0], size)
+        offset += size
+
+
+def choose_form(
+    n: int, widths_a: Sequence[int], widths_b: Sequence[int], *, full: bool = False
+) -> Form:
     """Pick the cheaper way to get every ``tr(K_a L_b)`` and ``tr(K_a K_a)`` (linear kernels).
 
     Feature form: ``n * sum(d_a) * sum(d_b)`` multiply-adds for the cross products plus about
-    ``n min(n, d) d / 2`` per layer for the self terms. Gram form (:func:`packed_gram`):
-    ``n^2 d / 2`` per layer plus ``n^2 / 2`` per pair, and memory for ``len(b) + 1`` packed Grams.
+    ``n min(n, d) d / 2`` per layer for the self terms. Gram form (:func:`packed_grams`): about
+    ``n^2 d / 2`` per layer plus one inner product of two packed Grams per pair, and memory for
+    all ``len(a) + len(b)`` packed Grams. ``full``: the packed Grams are full ``n x n`` (the CPU
+    layout of :func:`packed_grams`), else block triangles of about ``n^2 / 2`` entries.
     """
     a, b = len(widths_a), len(widths_b)
     features = n * sum(widths_a) * sum(widths_b) + sum(
         n * min(n, d) * d / 2 for d in (*widths_a, *widths_b))
-    gram = n * (n + min(n, _PANEL)) / 2 * (sum(widths_a) + sum(widths_b)) + n * n / 2 * a * b
-    fits = (b + 1) * n * n / 2 <= 4 * _MAX_ELEMENTS
+    packed = n * n if full else n * (n + min(n, gram_panel(n))) / 2
+    per_width = n * n / 2 if full else packed
+    gram = per_width * (sum(widths_a) + sum(widths_b)) + packed * a * b
+    fits = (a + b) * packed <= 4 * _MAX_ELEMENTS
     return "gram" if gram < features and fits else "features"
 
 
@@ -329,29 +460,17 @@ def traces(
     ys : sequence of B tensors (n, d_b)
     form : "features" or "gram"
         ``"features"``: ``||X_a^T Y_b||_F^2`` from one product of each ``X_a`` with
-        ``[Y_1 ... Y_B]`` side by side, and :func:`gram_sq_norm` per layer. ``"gram"``: one
-        :func:`packed_gram` per layer, written into one preallocated stack; all pairs from one
-        matrix-vector product per layer of ``xs`` (if ``xs is ys``, one product in all).
+        ``[Y_1 ... Y_B]`` side by side, and :func:`gram_sq_norm` per layer. ``"gram"``: the
+        packed Grams of all layers (:func:`packed_grams`), then all pairs from one product of
+        the two stacks (if ``xs is ys``, one set of Grams).
 
     Returns
     -------
     cross : (A, B) tensor, self_a : (A,) tensor, self_b : (B,) tensor
     """
     if form == "gram":
-        n = xs[0].shape[0]
-        packed_b = ys[0].new_empty(len(ys), packed_size(n))  # (B, ~n^2/2)
-        for row, y in zip(packed_b, ys):
-            packed_gram(y, out=row)
-        if xs is ys:  # a self-similarity matrix: one set of Grams
-            cross = 2.0 * (packed_b @ packed_b.T)
-            return cross, torch.diagonal(cross).clone(), torch.diagonal(cross).clone()
-        cross, self_a = [], []
-        for x in xs:
-            packed_a = packed_gram(x)
-            cross.append(2.0 * (packed_b @ packed_a))
-            self_a.append(2.0 * torch.dot(packed_a, packed_a))
-        self_b = 2.0 * torch.einsum("bi,bi->b", packed_b, packed_b)
-        return torch.stack(cross), torch.stack(self_a), self_b
+        cross, self_a, self_b, _, _ = _gram_terms(xs, ys, centre=False)
+        return cross, self_a, self_b
     widths = [y.shape[1] for y in ys]
     ycat = torch.cat(list(ys), dim=1) if len(ys) > 1 else ys[0]  # (n, sum d_b)
     cross = []
@@ -364,3 +483,72 @@ def traces(
     self_a = torch.stack([gram_sq_norm(x) for x in xs])
     self_b = torch.stack([gram_sq_norm(y) for y in ys])
     return torch.stack(cross), self_a, self_b
+
+
+def linear_terms(
+    xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], *, form: Form
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+           tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Everything linear CKA needs for every pair, on column-centred data (centred here).
+
+    Parameters
+    ----------
+    xs : sequence of A tensors (n, d_a), ys : sequence of B tensors (n, d_b)
+        Raw (uncentred) activations; ``ys is xs`` for a self-similarity matrix.
+    form : "features" or "gram" (see :func:`choose_form`)
+
+    Returns
+    -------
+    cross : (A, B) tensor
+        ``tr(K_a L_b)`` with ``K_a = Xc_a Xc_a^T``.
+    self_a : (A,) tensor, self_b : (B,) tensor
+        ``tr(K_a K_a)``, ``tr(L_b L_b)``.
+    stats_a, stats_b : tuples ``(diag, K~1)`` of (A, n) and (B, n) tensors
+        The kernel statistics of :func:`hsic_unbiased_from_stats`.
+    """
+    if form == "gram":
+        return _gram_terms(xs, ys, centre=True)
+    xc = [center_features(x) for x in xs]
+    yc = xc if ys is xs else [center_features(y) for y in ys]
+    cross, self_a, self_b = traces(xc, yc, form="features")
+    stats_a = tuple(torch.stack(s) for s in zip(*map(kernel_stats_features, xc)))
+    stats_b = stats_a if ys is xs else tuple(torch.stack(s) for s in zip(*map(kernel_stats_features, yc)))
+    return cross, self_a, self_b, stats_a, stats_b
+
+
+def _gram_terms(xs, ys, *, centre):
+    """:func:`linear_terms` in Gram form: one :func:`packed_grams` call over all layers."""
+    a = len(xs)
+    layers = list(xs) if ys is xs else [*xs, *ys]
+    packed, diag, k1 = packed_grams(layers, centre=centre)
+    selfs = 2.0 * torch.linalg.vector_norm(packed, dim=1).square()
+    if ys is xs:
+        cross = 2.0 * (packed @ packed.T)
+        return cross, selfs, selfs, (diag, k1), (diag, k1)
+    cross = 2.0 * (packed[:a] @ packed[a:].T)
+    return cross, selfs[:a], selfs[a:], (diag[:a], k1[:a]), (diag[a:], k1[a:])
+
+
+def unbiased_terms(
+    xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], *, form: Form
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Unbiased linear HSIC of every pair and of every layer with itself.
+
+    xs : sequence of A tensors (n, d_a), ys : sequence of B tensors (n, d_b) (raw activations;
+    ``ys is xs`` for a self-similarity matrix). Returns ``hxy`` (A, B), ``hxx`` (A,), ``hyy`` (B,).
+    In Gram form every pair of all ``A + B`` layers comes from one product of the packed Grams
+    and three small ones for the kernel statistics (:func:`hsic_unbiased_pairs`).
+    """
+    if form == "gram":
+        a = len(xs)
+        layers = list(xs) if ys is xs else [*xs, *ys]
+        packed, diag, k1 = packed_grams(layers, centre=True)
+        every = hsic_unbiased_pairs(2.0 * (packed @ packed.T), diag, diag, k1, k1)  # (L, L)
+        selfs = torch.diagonal(every)
+        if ys is xs:
+            return every, selfs, selfs
+        return every[:a, a:], selfs[:a], selfs[a:]
+    cross, self_a, self_b, (da, ka), (db, kb) = linear_terms(xs, ys, form=form)
+    return (hsic_unbiased_pairs(cross, da, db, ka, kb),
+            hsic_unbiased_from_stats(self_a, da, da, ka, ka),
+            hsic_unbiased_from_stats(self_b, db, db, kb, kb))

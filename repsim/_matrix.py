@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from . import _hsic
+from . import _blas, _hsic
 from ._validate import as_matrix, check_min_samples
 from ._cca import mean_cca, pwcca, svcca
 from ._cka import _check_spread, rbf_gram
@@ -107,14 +107,14 @@ def _linear_cka_matrix(
     n = next(iter(xs.values())).shape[0]
     check_min_samples(n, 4 if debiased else 2, "debiased CKA" if debiased else "linear CKA")
     _check_spreads(xs, ys)
-    xc = [_hsic.center_features(t) for t in xs.values()]  # Xc Xc^T = H K H
-    yc = xc if ys is xs else [_hsic.center_features(t) for t in ys.values()]
-    form = _hsic.choose_form(n, [t.shape[1] for t in xc], [t.shape[1] for t in yc])
-    cross, self_a, self_b = _hsic.traces(xc, yc, form=form)  # tr(K_a L_b): (A, B), (A,), (B,)
-    if debiased:
-        da, ka = (torch.stack(s) for s in zip(*map(_hsic.kernel_stats_features, xc)))
-        db, kb = (torch.stack(s) for s in zip(*map(_hsic.kernel_stats_features, yc)))
-        cross, self_a, self_b = _unbiased(cross, self_a, self_b, da, db, ka, kb)
+    xc = list(xs.values())
+    yc = xc if ys is xs else list(ys.values())
+    form = _hsic.choose_form(n, [t.shape[1] for t in xc], [t.shape[1] for t in yc],
+                             full=_blas.uses_syrk(xc[0]))
+    if debiased:  # unbiased HSIC of every pair (A, B) and every layer (A,), (B,)
+        cross, self_a, self_b = _hsic.unbiased_terms(xc, yc, form=form)
+    else:  # tr(K_a L_b) of the centred kernels: (A, B), (A,), (B,)
+        cross, self_a, self_b, _, _ = _hsic.linear_terms(xc, yc, form=form)
     return _normalise(cross, self_a, self_b, list(xs), list(ys), debiased=debiased)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from . import _hsic
+from . import _blas, _hsic
 from ._validate import as_matrix, check_min_samples
 
 __all__ = ["MinibatchCKA"]
@@ -197,19 +197,10 @@ def _batch_hsic(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Unbiased HSIC of every pair ``(A, B)`` and of every layer with itself ``(A,)``, ``(B,)``."""
     # HSIC_1 does not change under centring; centred data only make it more accurate.
-    xs = [_hsic.center_features(x) for x in xs]
-    ys = [_hsic.center_features(y) for y in ys]
     n = xs[0].shape[0]
-    form = _hsic.choose_form(n, [x.shape[1] for x in xs], [y.shape[1] for y in ys])
-    stats_a = [_hsic.kernel_stats_features(x) for x in xs]
-    stats_b = [_hsic.kernel_stats_features(y) for y in ys]
-    diag_a, k1_a = (torch.stack(s) for s in zip(*stats_a))  # (A, n) each
-    diag_b, k1_b = (torch.stack(s) for s in zip(*stats_b))  # (B, n) each
-    cross, self_a, self_b = _hsic.traces(xs, ys, form=form)  # tr(K_a L_b): (A, B), (A,), (B,)
-    hxy = _hsic.hsic_unbiased_from_stats(
-        cross, diag_a[:, None], diag_b[None], k1_a[:, None], k1_b[None])  # broadcast to (A, B)
-    hxx = _hsic.hsic_unbiased_from_stats(self_a, diag_a, diag_a, k1_a, k1_a)
-    hyy = _hsic.hsic_unbiased_from_stats(self_b, diag_b, diag_b, k1_b, k1_b)
+    form = _hsic.choose_form(n, [x.shape[1] for x in xs], [y.shape[1] for y in ys],
+                             full=_blas.uses_syrk(xs[0]))
+    hxy, hxx, hyy = _hsic.unbiased_terms(xs, ys, form=form)
     return hxy, hxx, hyy
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from repsim import _hsic
+from repsim import _blas, _hsic
 from repsim._cka import linear_cka, rbf_cka
 
 from _reference import np_hsic_song
@@ -137,10 +137,17 @@ def test_hsic_gram_forms_equal_feature_forms():
         np.sum(np_centre(k.numpy()) * np_centre(l.numpy())) / (n - 1) ** 2, rel=1e-12)
 
 
+@pytest.mark.parametrize("syrk", [True, False])  # BLAS syrk (CPU) or the panelled product
 @pytest.mark.parametrize("shape", [(50, 40), (700, 300), (30, 600)])
-def test_gram_sq_norm_uses_symmetry_correctly(shape):
+def test_gram_sq_norm_uses_symmetry_correctly(shape, syrk, monkeypatch):
+    monkeypatch.setattr(_blas, "uses_syrk", lambda a: syrk)
     x = torch.from_numpy(np.random.default_rng(6).standard_normal(shape))
-    torch.testing.assert_close(_hsic.gram_sq_norm(x), (x.T @ x).square().sum(), rtol=1e-12, atol=0)
+    want = (x.T @ x).square().sum()
+    torch.testing.assert_close(_hsic.gram_sq_norm(x), want, rtol=1e-12, atol=0)
+    mean = x.mean(0)
+    if shape[1] <= shape[0]:
+        torch.testing.assert_close(_hsic.gram_sq_norm(x, mean=mean),
+                                   _hsic.gram_sq_norm(x - mean), rtol=1e-10, atol=0)
 
 
 @pytest.mark.parametrize("shape", [(40, 7), (600, 300)])
@@ -163,8 +170,10 @@ def test_implicit_centring_equals_explicit(shape):
     assert _hsic.foldable_mean(torch.zeros(10, 3, dtype=F64)) is None
 
 
+@pytest.mark.parametrize("syrk", [True, False])  # full Grams via BLAS syrk, or block triangles
 @pytest.mark.parametrize("n", [20, 300, 513])  # one panel, several panels, a ragged last panel
-def test_traces_forms_and_chunking_agree(n, monkeypatch):
+def test_traces_forms_and_chunking_agree(n, syrk, monkeypatch):
+    monkeypatch.setattr(_blas, "uses_syrk", lambda a: syrk)
     rng = np.random.default_rng(n)
     xs = [torch.from_numpy(rng.standard_normal((n, d))) for d in (3, 30, 8)]
     ys = [torch.from_numpy(rng.standard_normal((n, d))) for d in (25, 2)]
@@ -179,6 +188,25 @@ def test_traces_forms_and_chunking_agree(n, monkeypatch):
     monkeypatch.setattr(_hsic, "_MAX_ELEMENTS", 40)  # force the column-chunked path
     torch.testing.assert_close(_hsic.traces(xs, ys, form="features")[0], cross, rtol=1e-12, atol=0)
     torch.testing.assert_close(_hsic.cross_sq_norm(xs[1], ys[0]), cross[1, 0], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("syrk", [True, False])
+@pytest.mark.parametrize("dtype, tol", [(F64, 1e-12), (torch.float32, 1e-5)])
+def test_packed_grams_match_explicit_centred_grams(syrk, dtype, tol, monkeypatch):
+    monkeypatch.setattr(_blas, "uses_syrk", lambda a: syrk)
+    rng = np.random.default_rng(9)
+    n = 150  # three panels of 64 rows, the last one ragged
+    xs = [torch.from_numpy(rng.standard_normal((n, d)) + 3.0).to(dtype) for d in (7, 40, 7, 200)]
+    packed, diag, k1 = _hsic.packed_grams(xs)
+    assert packed.shape[1] == (n * n if syrk else _hsic.packed_size(n))
+    grams = [(x - x.mean(0)).double() @ (x - x.mean(0)).double().T for x in xs]
+    want = torch.tensor([[float((k * l).sum()) for l in grams] for k in grams], dtype=F64)
+    torch.testing.assert_close(2.0 * (packed.double() @ packed.double().T), want, rtol=tol, atol=0)
+    for i, k in enumerate(grams):
+        torch.testing.assert_close(diag[i].double(), torch.diagonal(k), rtol=tol, atol=tol)
+        k1_want = k.sum(1) - torch.diagonal(k)
+        torch.testing.assert_close(k1[i].double(), k1_want, rtol=0,
+                                   atol=tol * float(torch.diagonal(k).abs().max()))
 
 
 @pytest.mark.parametrize("n", [40, 41])  # even n^2 (median of two middle values) and odd

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from repsim import _hsic
+from repsim import _blas, _hsic
 from repsim._cka import linear_cka, rbf_cka
 from repsim._matrix import MEASURES, similarity_matrix
 
@@ -72,9 +72,11 @@ def test_equals_loop_of_separate_calls(measure, kw):
 @pytest.mark.parametrize("n, widths, form",
                          [(300, [4, 9, 30], "features"), (10, [40, 25, 60], "gram")])
 @pytest.mark.parametrize("debiased", [False, True])
-def test_linear_cka_feature_and_gram_forms(n, widths, form, debiased):
+@pytest.mark.parametrize("syrk", [True, False])  # CPU full-Gram layout, or block triangles
+def test_linear_cka_feature_and_gram_forms(n, widths, form, debiased, syrk, monkeypatch):
+    monkeypatch.setattr(_blas, "uses_syrk", lambda a: syrk)
     acts_a, acts_b = layers(n, widths, widths[::-1], seed=n)
-    assert _hsic.choose_form(n, widths, widths[::-1]) == form
+    assert _hsic.choose_form(n, widths, widths[::-1], full=syrk) == form
     got = similarity_matrix(acts_a, acts_b, debiased=debiased)
     expected = loop(acts_a, acts_b, lambda x, y: linear_cka(x, y, debiased=debiased))
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
