@@ -69,7 +69,8 @@ def _minibatch(acts_a: dict, acts_b: dict, batch: int) -> torch.Tensor:
     return m.compute()
 
 
-def run(n: int, widths: list[int], *, repeats: int, rbf_n: int, batch: int) -> list[dict[str, Any]]:
+def run(n: int, widths: list[int], *, repeats: int, rbf_n: int, batch: int,
+        wide_n: int = 0, wide_widths: list[int] | None = None) -> list[dict[str, Any]]:
     acts_a, acts_b = make_models(n, widths)
     pairs = len(acts_a) * len(acts_b)
     rows = []
@@ -77,6 +78,10 @@ def run(n: int, widths: list[int], *, repeats: int, rbf_n: int, batch: int) -> l
         ("linear_cka", {}, lambda x, y: linear_cka(x, y), acts_a, acts_b),
         ("debiased_cka", {}, lambda x, y: linear_cka(x, y, debiased=True), acts_a, acts_b),
     ]
+    if wide_n and wide_widths:  # flattened conv maps: d >> n, both sides use (n, n) Grams
+        wa, wb = make_models(wide_n, wide_widths, seed=1)
+        cases += [("linear_cka", {}, lambda x, y: linear_cka(x, y), wa, wb),
+                  ("debiased_cka", {}, lambda x, y: linear_cka(x, y, debiased=True), wa, wb)]
     if rbf_n:
         ra = {k: v[:rbf_n] for k, v in acts_a.items()}
         rb = {k: v[:rbf_n] for k, v in acts_b.items()}
@@ -87,7 +92,8 @@ def run(n: int, widths: list[int], *, repeats: int, rbf_n: int, batch: int) -> l
                                       repeats=repeats)
         err = float((mat_val - loop_val).abs().max())
         n_here = next(iter(a.values())).shape[0]
-        rows.append({"what": f"{measure} {len(a)}x{len(b)}, n={n_here}",
+        d_here = [v.shape[1] for v in a.values()]
+        rows.append({"what": f"{measure} {len(a)}x{len(b)}, n={n_here}, d={min(d_here)}..{max(d_here)}",
                      "loop_s": t_loop, "matrix_s": t_mat, "speedup": t_loop / t_mat,
                      "target": TARGET if measure != "rbf_cka" else None, "max_abs_diff": err})
     t_mb, mb_val, _ = time_call(lambda: _minibatch(acts_a, acts_b, batch), repeats=repeats)
@@ -105,15 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
     p.add_argument("--rbf-n", type=int, default=1000, help="samples for the RBF rows (0: skip)")
     p.add_argument("--batch", type=int, default=256, help="MinibatchCKA batch size")
+    p.add_argument("--wide-n", type=int, default=500,
+                   help="samples of the wide (d >> n, flattened conv maps) rows (0: skip)")
+    p.add_argument("--wide-widths", type=int, nargs="+", default=[512, 1024, 2048, 4096, 8192])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    rows = run(args.n, args.widths, repeats=args.repeats, rbf_n=args.rbf_n, batch=args.batch)
+    rows = run(args.n, args.widths, repeats=args.repeats, rbf_n=args.rbf_n, batch=args.batch,
+               wide_n=args.wide_n, wide_widths=args.wide_widths)
     info = machine_info(threads=args.threads)
-    print(f"# similarity_matrix vs separate calls; widths {args.widths}; float64; "
+    print(f"# similarity_matrix vs separate calls; widths {args.widths} (wide rows: "
+          f"{args.wide_widths}); float64; "
           f"{args.threads} thread(s); load {info['loadavg_1_5_15']}")
     print(format_table(rows, ["what", "loop_s", "matrix_s", "speedup", "target", "max_abs_diff"]))
     print("# MinibatchCKA row: max_abs_diff is against the full-data debiased CKA matrix "

@@ -304,3 +304,18 @@ def test_rbf_bad_threshold():
     for t in (0.0, -1.0, float("inf")):
         with pytest.raises(ValueError, match="threshold: expected a positive"):
             rbf_cka(x, y, threshold=t)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_wide_layers_use_grams_and_agree_with_feature_form(debiased, monkeypatch):
+    rng = np.random.default_rng(12)
+    x = torch.from_numpy(rng.standard_normal((40, 900)) + 1.0)  # d >> n: flattened conv maps
+    y = torch.cat([x[:, :300] * 2.0, torch.from_numpy(rng.standard_normal((40, 200)))], 1) - 3.0
+    assert _hsic.choose_form(40, [900], [500], full=True) == "gram"
+    got = linear_cka(x, y, debiased=debiased)
+    k, l = (np_centre((t @ t.T).numpy()) for t in (x, y))
+    want = (np_hsic_song(k, l) / np.sqrt(np_hsic_song(k, k) * np_hsic_song(l, l)) if debiased
+            else np.sum(k * l) / np.sqrt(np.sum(k * k) * np.sum(l * l)))
+    assert float(got) == pytest.approx(want, rel=1e-10)
+    monkeypatch.setattr(_hsic, "choose_form", lambda *a, **k: "features")
+    assert float(linear_cka(x, y, debiased=debiased)) == pytest.approx(float(got), rel=1e-10)
