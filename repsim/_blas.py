@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["gram", "gram_t", "uses_syrk"]
+__all__ = ["cross_t", "gram", "gram_t", "uses_syrk"]
 
 _CONTROLLER: Any = None  # threadpoolctl.ThreadpoolController, made on first use
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -56,6 +56,22 @@ def gram_t(a: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(_sum(_run(lambda b: b.T @ b, blocks)))
 
 
+def cross_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``A^T B`` for ``(n, d_a)`` and ``(n, d_b)`` tensors: a ``(d_a, d_b)`` tensor.
+
+    float64 on the CPU path of :func:`uses_syrk`: a numpy GEMM on row blocks in the same thread
+    pool as :func:`gram_t`, so that a measure's three products stay in one pool (2 threads,
+    n = 10000, d = 500: CCA and CKA 0.06-0.28 GEMM-times faster than with ``torch.mm`` for this
+    product). float32 and elsewhere: ``torch.mm`` (MKL's ``sgemm`` was faster than the split one).
+    """
+    if not (a.dtype == b.dtype == torch.float64 and uses_syrk(a) and uses_syrk(b)):
+        return a.mT @ b
+    an, bn = (t.resolve_conj().resolve_neg().numpy() for t in (a, b))
+    big = an if an.size >= bn.size else bn  # both split into the same row blocks
+    pairs = list(zip(_split(an, axis=0, like=big), _split(bn, axis=0, like=big)))
+    return torch.from_numpy(_sum(_run(lambda p: p[0].T @ p[1], pairs)))
+
+
 def gram(a: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
     """``A A^T`` for an ``(n, d)`` tensor: an ``(n, n)`` tensor (written into ``out`` if given).
 
@@ -77,10 +93,14 @@ def gram(a: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
     return out
 
 
-def _split(an: np.ndarray, *, axis: int) -> list[np.ndarray]:
-    """``torch.get_num_threads()`` blocks of ``an`` along ``axis`` (views), or ``[an]``."""
+def _split(an: np.ndarray, *, axis: int, like: np.ndarray | None = None) -> list[np.ndarray]:
+    """``torch.get_num_threads()`` blocks of ``an`` along ``axis`` (views), or ``[an]``.
+
+    ``like``: decide the number of blocks by that array's size instead (to split a pair alike).
+    """
     threads = torch.get_num_threads()
-    if threads == 1 or an.size < _MIN_THREADED_ENTRIES or an.shape[axis] < 2 * threads:
+    size = (an if like is None else like).size
+    if threads == 1 or size < _MIN_THREADED_ENTRIES or an.shape[axis] < 2 * threads:
         return [an]
     return np.array_split(an, threads, axis=axis)
 

@@ -144,7 +144,7 @@ def _covariances(
     check_min_samples(n, 2, what)
     sxx, x, x_mean = _centred_gram(x, "x")
     syy, y, y_mean = _centred_gram(y, "y")
-    sxy = x.mT @ y  # the exact centred cross product if either side is centred ...
+    sxy = _blas.cross_t(x, y)  # the exact centred cross product if either side is centred ...
     if x_mean is not None and y_mean is not None:  # ... else subtract n mu_x mu_y^T
         sxy.addr_(x_mean, y_mean, alpha=-n)
     scale = 1.0 / (n - 1)

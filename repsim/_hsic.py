@@ -153,7 +153,7 @@ def cross_sq_norm(
     step = max(1, _MAX_ELEMENTS // y.shape[1])
     total = x.new_zeros(())
     for i in range(0, x.shape[1], step):
-        block = x[:, i:i + step].T @ y
+        block = _blas.cross_t(x[:, i:i + step], y)
         if mean_x is not None:
             block -= n * torch.outer(mean_x[i:i + step], mean_y)
         total = total + block.square().sum()

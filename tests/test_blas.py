@@ -43,3 +43,19 @@ def test_single_thread_and_fallbacks():
     _blas.gram_t(g).sum().backward()  # torch path keeps autograd
     torch.testing.assert_close(g.grad, 2 * a @ torch.ones(7, 7, dtype=torch.float64),
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cross_product_equals_torch(dtype, threads):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(3)
+        a = torch.from_numpy(rng.standard_normal((2100, 500))).to(dtype)  # split when threaded
+        b = torch.from_numpy(rng.standard_normal((2100, 30))).to(dtype)
+        tol = 1e-12 if dtype == torch.float64 else 1e-4
+        for x, y in ((a, b), (b, a), (a, a)):
+            torch.testing.assert_close(_blas.cross_t(x, y), x.T @ y, rtol=tol, atol=tol * 50)
+    finally:
+        torch.set_num_threads(before)
