@@ -327,12 +327,11 @@ def _mean_over(dicts: list[dict]) -> dict:
 
 
 def _pre_post(run_dir, tasks, checkpoint=None) -> tuple[dict, dict]:
-    from meta.analysis import pre_post_similarity, weight_change
+    from meta.analysis import pre_post_analysis
 
     cfg, model, params, trainable = _load(run_dir, checkpoint)
-    kw = dict(trainable=trainable, steps=cfg.inner_steps_test, lr=cfg.inner_lr)
-    return (pre_post_similarity(model, params, tasks, **kw),
-            weight_change(model, params, tasks, **kw))
+    return pre_post_analysis(model, params, tasks, trainable=trainable,
+                             steps=cfg.inner_steps_test, lr=cfg.inner_lr)  # one adaptation per task
 
 
 def _cross(dir_a, dir_b, tasks, *, comparisons, layers=CONV) -> dict:

@@ -36,6 +36,7 @@ __all__ = [
     "layer_similarity",
     "pre_post_similarity",
     "weight_change",
+    "pre_post_analysis",
     "cross_run_similarity",
     "body_mean",
 ]
@@ -197,16 +198,8 @@ def pre_post_similarity(
 
     Returns ``{measure: {layer: float}}``; with ``steps=0`` every value is 1.
     """
-    tasks, layers = _check_tasks(tasks), _check_layers(layers)
-    rows = []
-    for task in tasks:
-        fast = adapt(model, params, task.support_x, task.support_y, steps=steps, lr=lr,
-                     trainable=trainable, first_order=True)
-        x = _images(task, on)
-        rows.append(layer_similarity(layer_activations(model, params, x, layers=layers),
-                                     layer_activations(model, fast, x, layers=layers),
-                                     measures=measures, epsilon=epsilon))
-    return _mean_dicts(rows)
+    return pre_post_analysis(model, params, tasks, trainable=trainable, steps=steps, lr=lr,
+                             measures=measures, layers=layers, on=on, epsilon=epsilon)[0]
 
 
 def weight_change(
@@ -225,16 +218,44 @@ def weight_change(
     parameter whose name starts with ``"{l}."`` (conv weight and bias, batch-norm scale and
     shift; head weight and bias). A layer that does not adapt has change exactly 0.
     """
+    return pre_post_analysis(model, params, tasks, trainable=trainable, steps=steps, lr=lr,
+                             measures=(), layers=layers)[1]
+
+
+def pre_post_analysis(
+    model: nn.Module,
+    params: Mapping[str, torch.Tensor],
+    tasks: Sequence,
+    *,
+    trainable: Trainable = all_params,
+    steps: int,
+    lr: float,
+    measures: Sequence[str] = MEASURES,
+    layers: Sequence[str] = LAYERS,
+    on: str = "query",
+    epsilon: float = 0.0,
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """:func:`pre_post_similarity` and :func:`weight_change` from one adaptation per task.
+
+    Returns ``(similarity {measure: {layer: float}}, change {layer: float})``; ``measures=()``
+    skips the similarity (an empty dict).
+    """
     tasks, layers = _check_tasks(tasks), _check_layers(layers)
-    totals = dict.fromkeys(layers, 0.0)
+    rows, totals = [], dict.fromkeys(layers, 0.0)
     for task in tasks:
         fast = adapt(model, params, task.support_x, task.support_y, steps=steps, lr=lr,
                      trainable=trainable, first_order=True)
+        if measures:
+            x = _images(task, on)
+            rows.append(layer_similarity(layer_activations(model, params, x, layers=layers),
+                                         layer_activations(model, fast, x, layers=layers),
+                                         measures=measures, epsilon=epsilon))
         for layer in layers:
             sq = sum(float((fast[n].detach().double() - p.detach().double()).square().sum())
                      for n, p in params.items() if n.startswith(layer + "."))
             totals[layer] += math.sqrt(sq)
-    return {k: v / len(tasks) for k, v in totals.items()}
+    similarity = _mean_dicts(rows) if rows else {}
+    return similarity, {k: v / len(tasks) for k, v in totals.items()}
 
 
 def cross_run_similarity(

@@ -13,6 +13,7 @@ from meta.analysis import (
     AdaptSpec,
     body_mean,
     cross_run_similarity,
+    pre_post_analysis,
     layer_activations,
     pre_post_similarity,
     weight_change,
@@ -167,6 +168,8 @@ def test_pre_post_and_weight_change_agree_with_hand_computation():
     for k in LAYERS:
         assert wc[k] == pytest.approx(ref_wc[k], rel=1e-9)
     assert all(v > 0 for v in wc.values())
+    both = pre_post_analysis(model, params, tasks, trainable=all_params, steps=1, lr=lr)
+    assert both == (sim, wc)  # one adaptation per task gives exactly the two separate results
 
 
 def test_cross_run_similarity_structure_and_identities():
