@@ -67,8 +67,10 @@ def linear_cka(
         else:
             hxy, hxx, hyy, _, _ = _hsic.linear_terms([x], [y], form="gram")
         return _ratio(hxy.reshape(()), hxx.reshape(()), hyy.reshape(()), debiased=debiased)
-    x, mx = _centring(x, "x")
-    y, my = _centring(y, "y")
+    # debiased: the squared row norms serve both the centring check and the kernel statistics
+    sx, sy = (_hsic.row_sq_norms(t) if debiased else None for t in (x, y))
+    x, mx = _centring(x, "x", sx)
+    y, my = _centring(y, "y", sy)
     if (mx is None) != (my is None):  # fold both or neither
         x, y = (_hsic.center_features(x), y) if mx is not None else (x, _hsic.center_features(y))
         mx = my = None
@@ -76,8 +78,9 @@ def linear_cka(
     hxx = _hsic.gram_sq_norm(x, mean=mx)
     hyy = _hsic.gram_sq_norm(y, mean=my)
     if debiased:
-        dx, kx1 = _hsic.kernel_stats_features(x, mean=mx)
-        dy, ky1 = _hsic.kernel_stats_features(y, mean=my)
+        keep = mx is not None  # raw x, y kept (implicit centring): their row norms still hold
+        dx, kx1 = _hsic.kernel_stats_features(x, mean=mx, sq_rows=sx if keep else None)
+        dy, ky1 = _hsic.kernel_stats_features(y, mean=my, sq_rows=sy if keep else None)
         hxy = _hsic.hsic_unbiased_from_stats(hxy, dx, dy, kx1, ky1)
         hxx = _hsic.hsic_unbiased_from_stats(hxx, dx, dx, kx1, kx1)
         hyy = _hsic.hsic_unbiased_from_stats(hyy, dy, dy, ky1, ky1)
@@ -165,10 +168,12 @@ def _median_all(a: torch.Tensor) -> torch.Tensor:
     return (flat.kthvalue(m // 2).values + upper) / 2
 
 
-def _centring(x: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _centring(
+    x: torch.Tensor, name: str, sq_rows: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(x, column means)`` for implicit centring where that is accurate, else the explicitly
     centred ``x`` and ``None`` after an exact zero-variance check."""
-    mean = _hsic.foldable_mean(x)
+    mean = _hsic.foldable_mean(x, sq_rows=sq_rows)
     if mean is not None:  # the means hold <= 90% of ||x||^2: the variance is clearly positive
         return x, mean
     _check_spread(x, name)
