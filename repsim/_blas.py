@@ -67,8 +67,8 @@ def cross_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if not (a.dtype == b.dtype == torch.float64 and uses_syrk(a) and uses_syrk(b)):
         return a.mT @ b
     an, bn = (t.resolve_conj().resolve_neg().numpy() for t in (a, b))
-    big = an if an.size >= bn.size else bn  # both split into the same row blocks
-    pairs = list(zip(_split(an, axis=0, like=big), _split(bn, axis=0, like=big)))
+    size = max(an.size, bn.size)  # both split into the same row blocks
+    pairs = list(zip(_split(an, axis=0, size=size), _split(bn, axis=0, size=size)))
     return torch.from_numpy(_sum(_run(lambda p: p[0].T @ p[1], pairs)))
 
 
@@ -93,13 +93,13 @@ def gram(a: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
     return out
 
 
-def _split(an: np.ndarray, *, axis: int, like: np.ndarray | None = None) -> list[np.ndarray]:
+def _split(an: np.ndarray, *, axis: int, size: int | None = None) -> list[np.ndarray]:
     """``torch.get_num_threads()`` blocks of ``an`` along ``axis`` (views), or ``[an]``.
 
-    ``like``: decide the number of blocks by that array's size instead (to split a pair alike).
+    ``size``: the entry count that decides whether to split (default ``an.size``).
     """
     threads = torch.get_num_threads()
-    size = (an if like is None else like).size
+    size = an.size if size is None else size
     if threads == 1 or size < _MIN_THREADED_ENTRIES or an.shape[axis] < 2 * threads:
         return [an]
     return np.array_split(an, threads, axis=axis)

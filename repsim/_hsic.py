@@ -323,14 +323,7 @@ def packed_gram(
     panel = panel or gram_panel(n)
     if out is None:
         out = x.new_empty(packed_size(n, panel))
-    offset = 0
-    for start in range(0, n, panel):
-        stop = min(start + panel, n)
-        size = (stop - start) * (n - start)
-        block = out[offset:offset + size].view(stop - start, n - start)
-        torch.mm(x[start:stop], x[start:].T, out=block)  # rows start..stop of K, upper part
-        block[:, : stop - start] *= _SQRT_HALF
-        offset += size
+    _packed_panels(x[None], out[None], slice(0, 1), panel)
     return out
 
 
@@ -387,33 +380,33 @@ def packed_grams(
     packed = xs[0].new_empty(len(xs), n * n if syrk else packed_size(n, panel))
     diag = xs[0].new_empty(len(xs), n)
     k1 = xs[0].new_empty(len(xs), n)
-    groups: dict[int, list[int]] = {}
-    for i, x in enumerate(xs):
-        groups.setdefault(-1 if syrk else x.shape[1], []).append(i)  # syrk: one layer at a time
-    for members in groups.values():
-        if syrk:
-            stacks = [(i, _centred(xs[i], centre)[None]) for i in members]
-        else:
+    if syrk:  # one layer at a time: full (n, n) Grams, scaled once at the end
+        for i, x in enumerate(xs):
+            xc = x - x.mean(0, keepdim=True) if centre else x.contiguous()
+            _blas.gram(xc, out=packed[i].view(n, n))
+            _kernel_diag(xc[None], diag, k1, i, centre)
+        packed *= _SQRT_HALF
+    else:  # layers of equal width stacked, one batched product per panel
+        groups: dict[int, list[int]] = {}
+        for i, x in enumerate(xs):
+            groups.setdefault(x.shape[1], []).append(i)
+        for members in groups.values():
             stack = xs[0].new_empty(len(members), n, xs[members[0]].shape[1])  # (G, n, d)
             for buf, i in zip(stack, members):
                 torch.sub(xs[i], xs[i].mean(0, keepdim=True), out=buf) if centre else buf.copy_(xs[i])
-            stacks = [(_rows(members, stack.device), stack)]
-        for rows, stack in stacks:
-            if syrk:
-                _blas.gram(stack[0], out=packed[rows].view(n, n))
-            else:
-                _packed_panels(stack, packed, rows, panel)
-            diag[rows] = torch.linalg.vector_norm(stack, dim=2).square_()  # (G, n)
-            if not centre:  # K~1 = X (X^T 1) - diag: one matrix-vector product per layer
-                k1[rows] = torch.stack([torch.mv(buf, buf.sum(0)) for buf in stack])
-    if syrk:
-        packed *= _SQRT_HALF
+            rows = _rows(members, stack.device)
+            _packed_panels(stack, packed, rows, panel)
+            _kernel_diag(stack, diag, k1, rows, centre)
     # centred: Xc^T 1 = 0, so K~1 = -diag(K) (up to the rounding of the centring itself)
     return packed, diag, (-diag if centre else k1 - diag)
 
 
-def _centred(x: torch.Tensor, centre: bool) -> torch.Tensor:
-    return x - x.mean(0, keepdim=True) if centre else x.contiguous()
+def _kernel_diag(stack: torch.Tensor, diag: torch.Tensor, k1: torch.Tensor,
+                 rows: int | slice | torch.Tensor, centre: bool) -> None:
+    """Write ``diag(K)`` (and, uncentred, ``X (X^T 1)``) of the (G, n, d) ``stack`` into ``rows``."""
+    diag[rows] = torch.linalg.vector_norm(stack, dim=2).square_()
+    if not centre:  # one matrix-vector product per layer (a batched one is ~10x slower on CPU)
+        k1[rows] = torch.stack([torch.mv(buf, buf.sum(0)) for buf in stack])
 
 
 def _rows(members: list[int], device: torch.device) -> slice | torch.Tensor:
@@ -499,9 +492,8 @@ def traces(
 
 
 def linear_terms(
-    xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], *, form: Form
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-           tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], *, form: Form, stats: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple | None, tuple | None]:
     """Everything linear CKA needs for every pair, on column-centred data (centred here).
 
     Parameters
@@ -509,6 +501,9 @@ def linear_terms(
     xs : sequence of A tensors (n, d_a), ys : sequence of B tensors (n, d_b)
         Raw (uncentred) activations; ``ys is xs`` for a self-similarity matrix.
     form : "features" or "gram" (see :func:`choose_form`)
+    stats : bool
+        Also return the kernel statistics. In Gram form they come with the Grams; in feature
+        form ``False`` skips two passes over every layer and returns ``None`` for both.
 
     Returns
     -------
@@ -524,6 +519,8 @@ def linear_terms(
     xc = [center_features(x) for x in xs]
     yc = xc if ys is xs else [center_features(y) for y in ys]
     cross, self_a, self_b = traces(xc, yc, form="features")
+    if not stats:
+        return cross, self_a, self_b, None, None
     stats_a = tuple(torch.stack(s) for s in zip(*map(kernel_stats_features, xc)))
     stats_b = stats_a if ys is xs else tuple(torch.stack(s) for s in zip(*map(kernel_stats_features, yc)))
     return cross, self_a, self_b, stats_a, stats_b

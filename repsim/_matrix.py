@@ -114,7 +114,7 @@ def _linear_cka_matrix(
     if debiased:  # unbiased HSIC of every pair (A, B) and every layer (A,), (B,)
         cross, self_a, self_b = _hsic.unbiased_terms(xc, yc, form=form)
     else:  # tr(K_a L_b) of the centred kernels: (A, B), (A,), (B,)
-        cross, self_a, self_b, _, _ = _hsic.linear_terms(xc, yc, form=form)
+        cross, self_a, self_b, _, _ = _hsic.linear_terms(xc, yc, form=form, stats=False)
     return _normalise(cross, self_a, self_b, list(xs), list(ys), debiased=debiased)
 
 
