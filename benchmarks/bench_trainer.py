@@ -35,7 +35,7 @@ from meta.config import get_preset  # noqa: E402
 from meta.data import Task  # noqa: E402
 from meta.evaluate import evaluate  # noqa: E402
 from meta.models import Conv4  # noqa: E402
-from meta.train import checkpoint_path, train  # noqa: E402
+from meta.train import checkpoint_path, load_checkpoint, train  # noqa: E402
 
 __all__ = ["main"]
 
@@ -121,7 +121,7 @@ def accuracy_section(root: str, out_dir: Path, max_seconds: float, eval_tasks: i
         t0 = time.perf_counter()
         train(cfg, run, progress=False)
         wall = time.perf_counter() - t0
-        state = torch.load(checkpoint_path(run), map_location="cpu", weights_only=False)
+        state = load_checkpoint(checkpoint_path(run))
         lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         spi = statistics.median(r["seconds_per_iteration"] for r in lines if "seconds_per_iteration" in r)
         print(f"[{algorithm}] evaluating {eval_tasks} tasks ({_load()})", flush=True)

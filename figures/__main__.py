@@ -25,8 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None,
                    help="dataset folder (paper preset; default $REPSIM_OMNIGLOT or ../shared/omniglot)")
     p.add_argument("--setting", default=None,
-                   help="paper preset only: omniglot-20w1s (default), omniglot-20w5s, "
-                        "miniimagenet-5w1s, miniimagenet-5w5s")
+                   help="the protocol the runs follow, a meta preset: paper: omniglot-20w1s "
+                        "(default), omniglot-20w5s, miniimagenet-5w1s, miniimagenet-5w5s; quick: "
+                        "glyphs-quick (default), omniglot-5w1s-quick, omniglot-20w1s (real data "
+                        "at the quick budget)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     return p

@@ -37,7 +37,6 @@ import multiprocessing
 import os
 import statistics
 import time
-import warnings
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -61,6 +60,7 @@ __all__ = [
     "run_pipeline",
     "draw_figures",
     "run_is_finished",
+    "run_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -96,13 +96,16 @@ def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int]
                 setting: str | None = None) -> PipelinePreset:
     """The pipeline preset ``"tiny"``, ``"quick"`` or ``"paper"`` (see the module docs).
 
-    ``setting`` (paper only): one of the paper presets of :data:`meta.config.PRESETS`, default
-    ``"omniglot-20w1s"``; MiniImageNet settings need ``data_root``.
+    ``setting``: a preset of :data:`meta.config.PRESETS` whose protocol the runs follow. Paper:
+    default ``"omniglot-20w1s"``, its full budget; MiniImageNet settings need ``data_root``.
+    Quick: default ``"glyphs-quick"``; any other setting (e.g. ``"omniglot-5w1s-quick"`` or
+    ``"omniglot-20w1s"`` on the real Omniglot) keeps its protocol at the quick budget (1500
+    iterations, 100 test tasks).
     """
     from meta.config import get_preset
 
-    if setting is not None and name != "paper":
-        raise ValueError(f"setting: expected only with the paper preset, got {setting!r} with {name!r}")
+    if setting is not None and name == "tiny":
+        raise ValueError(f"setting: expected only with the quick or paper preset, got {setting!r} with {name!r}")
     if name == "tiny":
         # seconds: 3-way 1-shot, 8 filters, a dozen iterations
         base = get_preset("tiny").replace(iterations=4, checkpoints=(2, 4), val_every=2,
@@ -110,9 +113,11 @@ def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int]
         p = PipelinePreset("tiny", base, seeds=(0, 1), eval_tasks=6, analysis_tasks=1,
                            analysis_query=6, timing_iterations=2)
     elif name == "quick":
-        # minutes on 2 CPU cores: Glyphs 5-way 1-shot, 32 filters, a few hundred iterations
-        base = get_preset("glyphs-quick").replace(
-            hidden=32, inner_steps=1, inner_steps_test=5, inner_lr=0.4, meta_batch_size=4,
+        # minutes on 2 CPU cores: Glyphs 5-way 1-shot, the glyphs-quick protocol, 1500 iterations
+        base = get_preset(setting or "glyphs-quick")
+        if data_root is None and base.dataset == "omniglot":
+            data_root = _default_omniglot()
+        base = base.replace(
             iterations=1500, max_seconds=None, checkpoints=(500, 1000, 1500), save_every=250,
             log_every=25, val_every=250, val_tasks=20, eval_tasks=100, batch_size=64)
         p = PipelinePreset("quick", base, seeds=(0, 1, 2), eval_tasks=100, analysis_tasks=6,
@@ -121,8 +126,7 @@ def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int]
         setting = setting or "omniglot-20w1s"
         base = get_preset(setting)
         if data_root is None and base.dataset == "omniglot":
-            data_root = os.environ.get("REPSIM_OMNIGLOT") or str(
-                Path(__file__).resolve().parents[2] / "shared" / "omniglot")
+            data_root = _default_omniglot()
         if data_root is None:
             raise ValueError(f"data_root: expected a folder for {setting}, got none (--data-root)")
         base = base.replace(data_root=str(data_root))
@@ -144,6 +148,11 @@ def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int]
 
 
 PRESETS = ("tiny", "quick", "paper")
+
+
+def _default_omniglot() -> str:
+    return os.environ.get("REPSIM_OMNIGLOT") or str(
+        Path(__file__).resolve().parents[2] / "shared" / "omniglot")
 
 
 def parse_only(only: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -175,7 +184,9 @@ def run_is_finished(run_dir: str | os.PathLike, cfg) -> bool:
     last = Path(run_dir) / "checkpoints" / "last.pt"
     if not last.exists():
         return False
-    state = torch.load(last, map_location="cpu", weights_only=False)
+    from meta.train import load_checkpoint
+
+    state = load_checkpoint(last)
     if state.get("config") != cfg.to_dict():
         return False
     done = int(state["iteration"]) >= cfg.iterations
@@ -200,7 +211,24 @@ def _needed_runs(preset: PipelinePreset, outputs: tuple[str, ...]) -> list[tuple
         for r in preset.regimes:
             if r != "nil" or "table5" in outputs:
                 add(r, s[:1])
+    if "table5" in outputs:
+        # Table 7: a new head meta-learned with MAML on each regime's frozen body (App. D.1)
+        need.extend(r for r in _head_runs(preset) if r not in need)
     return need
+
+
+def _head_runs(preset: PipelinePreset) -> list[tuple[str, int]]:
+    # Table 7: a new head meta-learned with MAML (ANIL's inner loop) on the frozen body of each
+    # regime (App. D.1); the "random" regime already is such a run.
+    return [(f"{r}-head", preset.seeds[0]) for r in ("multiclass", "multitask") if r in preset.regimes]
+
+
+def run_config(preset: PipelinePreset, name: str, seed: int, runs_dir: Path):
+    """The TrainConfig of the pipeline's run ``name`` (an algorithm, or ``"<regime>-head"``)."""
+    if name.endswith("-head"):
+        body = runs_dir / _run_name(name[: -len("-head")], seed)
+        return preset.base.replace(algorithm="random", seed=seed, body_from=str(body))
+    return preset.base.replace(algorithm=name, seed=seed)
 
 
 def _train_one(cfg_dict: dict, run_dir: str) -> str:
@@ -218,9 +246,18 @@ def _train_runs(preset, runs_dir: Path, needed, *, quiet: bool,
     Each run is seeded and single-threaded (``cfg.threads``), so its result does not depend on
     how many run beside it; on a 2-core machine two workers halve the wall clock.
     """
+    # Head runs read their regime's final body: they train after everything else.
+    first = [r for r in needed if not r[0].endswith("-head")]
+    dirs = _train_phase(preset, runs_dir, first, quiet=quiet, workers=workers)
+    dirs.update(_train_phase(preset, runs_dir, [r for r in needed if r not in first],
+                             quiet=quiet, workers=workers))
+    return dirs
+
+
+def _train_phase(preset, runs_dir: Path, needed, *, quiet: bool, workers: int):
     dirs, todo = {}, []
     for alg, seed in needed:
-        cfg = preset.base.replace(algorithm=alg, seed=seed)
+        cfg = run_config(preset, alg, seed, runs_dir)
         run_dir = runs_dir / _run_name(alg, seed)
         dirs[(alg, seed)] = run_dir
         if run_is_finished(run_dir, cfg):
@@ -259,7 +296,7 @@ def _eval(run_dir: Path, preset: PipelinePreset, **kw) -> dict:
     steps = kw.get("inner_steps") or cfg.inner_steps_test
     name = eval_filename(cfg, tasks=preset.eval_tasks, freeze=tuple(kw.get("freeze", ())),
                          head=kw.get("head", "maml"), inner_steps=steps,
-                         checkpoint=kw.get("checkpoint"), split="test", seed=0)
+                         checkpoint=kw.get("checkpoint"), split=cfg.test_split, seed=0)
     path = run_dir / name
     if path.exists():
         cached = json.loads(path.read_text())
@@ -279,7 +316,9 @@ def _checkpoint_iteration(run_dir: Path, checkpoint) -> int | None:
                                       else f"step-{int(checkpoint):06d}.pt")
     if not path.exists():
         return None
-    return int(torch.load(path, map_location="cpu", weights_only=False)["iteration"])
+    from meta.train import load_checkpoint
+
+    return int(load_checkpoint(path)["iteration"])
 
 
 def _summary(evals: list[dict]) -> dict:
@@ -296,19 +335,18 @@ def _summary(evals: list[dict]) -> dict:
 def _analysis_tasks(preset: PipelinePreset, cfg) -> list:
     from meta.data import TaskSampler, load_dataset
 
-    dataset = load_dataset(cfg.dataset, "test", root=cfg.data_root)
+    dataset = load_dataset(cfg.dataset, cfg.test_split, root=cfg.data_root)
     return TaskSampler.fixed(dataset, cfg.ways, cfg.shots, preset.analysis_query,
-                             preset.analysis_tasks, seed=12345)
+                             preset.analysis_tasks, seed=12345,
+                             augment_rotations=cfg.augment_rotations)
 
 
 def _load(run_dir: Path, checkpoint=None):
-    from meta import algorithms
+    from meta.algorithms import eval_setup
     from meta.evaluate import load_run
 
-    # the test-time parameters/adaptable set of each regime (named test_setup in early drafts)
-    setup = getattr(algorithms, "eval_setup", None) or getattr(algorithms, "test_setup")
     cfg, model, params = load_run(run_dir, checkpoint=checkpoint)
-    params, trainable = setup(cfg.algorithm, params, cfg.ways)
+    params, trainable = eval_setup(cfg.algorithm, params, cfg.ways, adapt_norm=cfg.adapt_norm)
     model = model.double()
     params = {n: p.double() for n, p in params.items()}
     return cfg, model, params, trainable
@@ -326,12 +364,13 @@ def _mean_over(dicts: list[dict]) -> dict:
     return sum(dicts) / len(dicts)
 
 
-def _pre_post(run_dir, tasks, checkpoint=None) -> tuple[dict, dict]:
+def _pre_post(run_dir, tasks, checkpoint=None):
     from meta.analysis import pre_post_analysis
 
     cfg, model, params, trainable = _load(run_dir, checkpoint)
-    return pre_post_analysis(model, params, tasks, trainable=trainable,
-                             steps=cfg.inner_steps_test, lr=cfg.inner_lr)  # one adaptation per task
+    # one adaptation per task; the chance level from row-shuffled "after" representations
+    return pre_post_analysis(model, params, tasks, trainable=trainable, steps=cfg.inner_steps_test,
+                             lr=cfg.inner_lr, reduction=cfg.inner_loss, chance=True)
 
 
 def _cross(dir_a, dir_b, tasks, *, comparisons, layers=CONV) -> dict:
@@ -341,8 +380,8 @@ def _cross(dir_a, dir_b, tasks, *, comparisons, layers=CONV) -> dict:
     cfg_b, model_b, params_b, tr_b = _load(dir_b)
     return cross_run_similarity(
         model_a, params_a, model_b, params_b, tasks,
-        adapt_a=AdaptSpec(tr_a, cfg_a.inner_steps_test, cfg_a.inner_lr),
-        adapt_b=AdaptSpec(tr_b, cfg_b.inner_steps_test, cfg_b.inner_lr), layers=layers,
+        adapt_a=AdaptSpec(tr_a, cfg_a.inner_steps_test, cfg_a.inner_lr, cfg_a.inner_loss),
+        adapt_b=AdaptSpec(tr_b, cfg_b.inner_steps_test, cfg_b.inner_lr, cfg_b.inner_loss), layers=layers,
         comparisons=comparisons)
 
 
@@ -350,7 +389,7 @@ def _cross(dir_a, dir_b, tasks, *, comparisons, layers=CONV) -> dict:
 def _timing(preset: PipelinePreset) -> tuple[dict, dict]:
     """Seconds per training iteration (task batch 1) of MAML / FO-MAML / ANIL and per inference
     of MAML vs ANIL, on the same freshly built model, in this process, one thread."""
-    from meta.algorithms import META_ALGORITHMS, predict, task_loss
+    from meta.algorithms import inner_trainable, predict, task_loss
     from meta.data import TaskSampler, load_dataset
     from meta.train import build_model
 
@@ -358,7 +397,7 @@ def _timing(preset: PipelinePreset) -> tuple[dict, dict]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        dataset = load_dataset(cfg.dataset, "train", root=cfg.data_root)
+        dataset = load_dataset(cfg.dataset, cfg.train_split, root=cfg.data_root)
         tasks = TaskSampler.fixed(dataset, cfg.ways, cfg.shots, cfg.query,
                                   preset.timing_iterations + 2, seed=7)
         torch.manual_seed(0)
@@ -373,7 +412,8 @@ def _timing(preset: PipelinePreset) -> tuple[dict, dict]:
                 t0 = time.perf_counter()
                 opt.zero_grad(set_to_none=True)
                 loss, _ = task_loss(model, params, task, algorithm=alg, steps=cfg.inner_steps,
-                                    lr=cfg.inner_lr, ways=cfg.ways)
+                                    lr=cfg.inner_lr, ways=cfg.ways, reduction=cfg.inner_loss,
+                                    adapt_norm=cfg.adapt_norm)
                 loss.backward()
                 opt.step()
                 if i >= 2:                                          # two warm-up iterations
@@ -381,12 +421,12 @@ def _timing(preset: PipelinePreset) -> tuple[dict, dict]:
             return statistics.median(times)
 
         def time_infer(alg):
-            spec = META_ALGORITHMS[alg]
+            trainable = inner_trainable(alg, adapt_norm=cfg.adapt_norm)
             times = []
             for i, task in enumerate(tasks):
                 t0 = time.perf_counter()
-                predict(model, init, task, head="maml", trainable=spec.trainable,
-                        steps=cfg.inner_steps_test, lr=cfg.inner_lr)
+                predict(model, init, task, head="maml", trainable=trainable,
+                        steps=cfg.inner_steps_test, lr=cfg.inner_lr, reduction=cfg.inner_loss)
                 if i >= 2:
                     times.append(time.perf_counter() - t0)
             return statistics.median(times)
@@ -499,8 +539,7 @@ def _run(preset: PipelinePreset, out_dir, outputs: tuple[str, ...], runs_dir, qu
     want = set(outputs)
     # ---------------------------------------------------------------- evaluate
     t = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+    if True:  # one block per stage; CCA's warnings (n <= d, rank) are shown, not hidden
         if "table2" in want:
             acc = {a: _summary([_eval(D(a, x), preset) for x in (s if a != "fomaml" else s[:1])])
                    for a in ("maml", "anil", "fomaml")}
@@ -516,8 +555,9 @@ def _run(preset: PipelinePreset, out_dir, outputs: tuple[str, ...], runs_dir, qu
                    for a in ("maml", "anil")}
             nil.update({r: _eval(D(r), preset, head="nil")["accuracy"]["mean"] for r in preset.regimes})
             results["regimes_nil"] = nil
-            results["regimes_maml_head"] = {r: _eval(D(r), preset)["accuracy"]["mean"]
-                                            for r in preset.regimes if r != "nil"}
+            results["regimes_maml_head"] = {
+                r: _eval(D(r if r == "random" else f"{r}-head"), preset)["accuracy"]["mean"]
+                for r in preset.regimes if r != "nil"}
         stage["evaluate"] = time.perf_counter() - t
 
         # ------------------------------------------------------------ analyse
@@ -526,8 +566,9 @@ def _run(preset: PipelinePreset, out_dir, outputs: tuple[str, ...], runs_dir, qu
             "fig2", "fig3", "fig6", "fig7", "table3", "fig11", "table8"} else []
         if "fig2" in want or ("fig6" in want and "fig3" not in want):
             pp = [_pre_post(D("maml", x), tasks) for x in s]
-            results["pre_post"] = _mean_over([p[0] for p in pp])
-            results["weight_change"] = _mean_over([p[1] for p in pp])
+            results["pre_post"] = _mean_over([p.similarity for p in pp])
+            results["pre_post_chance"] = _mean_over([p.chance for p in pp])
+            results["weight_change"] = _mean_over([p.change for p in pp])
         if want & {"fig3", "fig6"}:
             steps = list(base.checkpoints)
             ck: dict[str, Any] = {"steps": steps, "freezing": {}, "pre_post": {}, "weight_change": {}}

@@ -30,13 +30,20 @@ __all__ = [
     "paper_column",
     "TOL_ACC_POINTS",
     "TOL_R2",
+    "TOL_SLOPE",
+    "TOL_INTERCEPT",
     "TOL_SIMILARITY",
+    "TOL_WEIGHT_RATIO",
+    "chance_corrected",
 ]
 
 # Verdict rules, fixed before looking at any run (from the paper's own spreads):
 TOL_ACC_POINTS = 3.0   # "matches" / "costs little": within 3 accuracy points (paper's gaps <= 2.5)
 TOL_R2 = 0.9           # "R^2 about 1"
+TOL_SLOPE = 0.15       # "slope about 1": |slope - 1| <= 0.15
+TOL_INTERCEPT = 0.1    # "intercept about 0": |intercept| <= 0.1 (similarities are in [0, 1])
 TOL_SIMILARITY = 0.05  # "about as similar": within 0.05 (paper: 0.50 vs 0.51)
+TOL_WEIGHT_RATIO = 0.5  # "tiny for the body": every conv layer moves at most half as far as the head
 
 REPRODUCED = "reproduced"
 PARTLY = "partly reproduced"
@@ -130,6 +137,17 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+def chance_corrected(value: float, floor: float | None) -> float:
+    """``(value - floor) / (1 - floor)``: 0 at the chance level, 1 for identical representations.
+
+    ``floor`` is the same measure between row-shuffled representations (:mod:`figures.pipeline`);
+    without one the value is returned as is.
+    """
+    if floor is None or floor >= 1.0:
+        return value
+    return (value - floor) / (1.0 - floor)
+
+
 def _body_mean(per_layer: dict | None, layers=pv.CONV_LAYERS) -> float | None:
     if not per_layer:
         return None
@@ -155,17 +173,21 @@ def _f_fig2(r: dict) -> Finding:
     pp = r.get("pre_post")
     if not pp or not pp.get("cca"):
         return Finding("fig2", claim, NOT_MEASURED, "no pre/post similarity")
+    floors = r.get("pre_post_chance") or {}
     parts, direction, thresholds = [], True, True
     for m in ("cca", "cka"):
-        d = pp.get(m) or {}
-        conv = [d[k] for k in pv.CONV_LAYERS if k in d]
-        if not conv or "head" not in d:
+        d, fl = pp.get(m) or {}, floors.get(m) or {}
+        if not [k for k in pv.CONV_LAYERS if k in d] or "head" not in d:
             continue
-        direction &= min(conv) > d["head"]
-        thresholds &= min(conv) > pv.FIG2["conv_min"] and d["head"] < pv.FIG2["head_max"]
-        parts.append(f"{m.upper()} min conv {min(conv):.3f}, head {d['head']:.3f}")
+        # Graded on chance-corrected values: 0 = as similar as row-shuffled representations.
+        c = {k: chance_corrected(d[k], fl.get(k)) for k in pv.LAYERS if k in d}
+        conv = min(c[k] for k in pv.CONV_LAYERS if k in c)
+        direction &= conv > c["head"]
+        thresholds &= conv > pv.FIG2["conv_min"] and c["head"] < pv.FIG2["head_max"]
+        parts.append(f"{m.upper()} min conv {conv:.3f}, head {c['head']:.3f} (raw head "
+                     f"{d['head']:.3f}, chance {_f(fl.get('head'), 3)})")
     status = REPRODUCED if direction and thresholds else PARTLY if direction else NOT_REPRODUCED
-    return Finding("fig2", claim, status, "; ".join(parts)
+    return Finding("fig2", claim, status, "chance-corrected: " + "; ".join(parts)
                    + f" (paper: conv > {pv.FIG2['conv_min']}, head < {pv.FIG2['head_max']})")
 
 
@@ -193,25 +215,40 @@ def _f_fig3(r: dict, d: dict) -> Finding:
 def _f_fig6(r: dict) -> Finding:
     claim = "inner-loop weight change is tiny for conv layers, largest for the head (Figure 6)"
     wc = r.get("weight_change")
-    if not wc or "head" not in wc:
+    if not wc or not wc.get("head"):
         return Finding("fig6", claim, NOT_MEASURED, "no weight change")
     conv = {k: wc[k] for k in pv.CONV_LAYERS if k in wc}
-    ok = bool(conv) and wc["head"] > max(conv.values())
-    return Finding("fig6", claim, REPRODUCED if ok else NOT_REPRODUCED,
-                   ", ".join(f"{k} {v:.3g}" for k, v in {**conv, "head": wc["head"]}.items()))
+    if not conv:
+        return Finding("fig6", claim, NOT_MEASURED, "no conv weight change")
+    ratio = max(conv.values()) / wc["head"]
+    status = (REPRODUCED if ratio <= TOL_WEIGHT_RATIO else PARTLY if ratio < 1.0 else NOT_REPRODUCED)
+    return Finding("fig6", claim, status,
+                   ", ".join(f"{k} {v:.3g}" for k, v in {**conv, "head": wc["head"]}.items())
+                   + f"; largest conv / head = {ratio:.2f}, rule <= {TOL_WEIGHT_RATIO:g}")
 
 
 def _f_fig7(r: dict) -> Finding:
-    claim = "cross-seed similarity is the same before and after adaptation, R^2 about 1 (Figures 7/8)"
-    r2 = r.get("cross_seed_r2")
-    if not r2:
+    claim = ("cross-seed similarity is the same before and after adaptation: "
+             "slope about 1, intercept about 0, R^2 about 1 (Figures 7/8)")
+    fits = r.get("cross_seed_fit")
+    if not fits:
         return Finding("fig7", claim, NOT_MEASURED, "fewer than two seeds")
-    vals = {m: r2[m] for m in ("cca", "cka") if r2.get(m) is not None}
-    ok = bool(vals) and all(v >= TOL_R2 for v in vals.values())
-    some = any(v >= TOL_R2 for v in vals.values())
-    status = REPRODUCED if ok else PARTLY if some else NOT_REPRODUCED
-    return Finding("fig7", claim, status,
-                   ", ".join(f"R^2 {m.upper()} {v:.3f}" for m, v in vals.items()) + f", rule >= {TOL_R2}")
+    passed, total, parts = 0, 0, []
+    for m in ("cca", "cka"):
+        for comp, fit in (fits.get(m) or {}).items():
+            if not fit or fit.get("slope") is None:
+                continue
+            total += 1
+            ok = (abs(fit["slope"] - 1) <= TOL_SLOPE and abs(fit["intercept"]) <= TOL_INTERCEPT
+                  and fit["r2"] >= TOL_R2)
+            passed += ok
+            parts.append(f"{m.upper()} {comp}: {fit['slope']:.2f}x{fit['intercept']:+.2f}, "
+                         f"R^2 {fit['r2']:.2f}")
+    if not total:
+        return Finding("fig7", claim, NOT_MEASURED, "no regression")
+    status = REPRODUCED if passed == total else PARTLY if passed else NOT_REPRODUCED
+    return Finding("fig7", claim, status, "; ".join(parts) + f"; rule |slope-1| <= {TOL_SLOPE}, "
+                   f"|intercept| <= {TOL_INTERCEPT}, R^2 >= {TOL_R2} for every fit ({passed}/{total})")
 
 
 def _f_table2(r: dict) -> Finding:
@@ -227,13 +264,13 @@ def _f_table2(r: dict) -> Finding:
         if v is None:
             continue
         seen = True
-        gap = 100 * (maml - v)
-        ok &= gap <= TOL_ACC_POINTS
-        parts.append(f"{name.upper()} {_pct(v)}% ({-gap:+.1f})")
+        gap = 100 * (v - maml)
+        ok &= abs(gap) <= TOL_ACC_POINTS
+        parts.append(f"{name.upper()} {_pct(v)}% ({gap:+.1f})")
     if not seen:
         return Finding("table2", claim, NOT_MEASURED, "no ANIL/NIL accuracy")
     return Finding("table2", claim, REPRODUCED if ok else NOT_REPRODUCED,
-                   ", ".join(parts) + f"; rule: not worse than MAML by > {TOL_ACC_POINTS:g} points")
+                   ", ".join(parts) + f"; rule: within {TOL_ACC_POINTS:g} points of MAML either way")
 
 
 def _f_fig5(r: dict, d: dict) -> Finding:
@@ -358,11 +395,14 @@ def _sections(r: dict, d: dict) -> list[str]:
                   [[k, _pm(fr.get(k), frci.get(k)), _paper_pm(pv.TABLE1[k][mini])] for k in pv.FREEZE_KEYS])
 
     out += ["", "## Figure 2 — similarity before vs after the inner loop", "",
-            "Paper: CCA > 0.9 for every conv layer, < 0.5 for the head; CKA the same.", ""]
-    pp = r.get("pre_post") or {}
-    out += _table(["layer", "CCA", "CKA", "weight change (L2)"],
-                  [[k, _f(_get(pp, "cca", k), 3), _f(_get(pp, "cka", k), 3),
-                    _f(_get(r, "weight_change", k), 4)] for k in pv.LAYERS])
+            "Paper: CCA > 0.9 for every conv layer, < 0.5 for the head; CKA the same. Chance: the "
+            "same measure between the pre-adaptation representation and the post-adaptation one "
+            "with its images shuffled (what unrelated representations of this size give); the "
+            "finding is graded on (value - chance) / (1 - chance).", ""]
+    pp, ch = r.get("pre_post") or {}, r.get("pre_post_chance") or {}
+    out += _table(["layer", "CCA", "CCA chance", "CKA", "CKA chance", "weight change (L2)"],
+                  [[k, _f(_get(pp, "cca", k), 3), _f(_get(ch, "cca", k), 3), _f(_get(pp, "cka", k), 3),
+                    _f(_get(ch, "cka", k), 3), _f(_get(r, "weight_change", k), 4)] for k in pv.LAYERS])
 
     out += ["", "## Table 2 / Table 4 — ANIL and NIL match MAML", "",
             f"Accuracy %, mean ± std over seeds (± 95% CI over tasks for a single seed; paper: mean ± std over 3 seeds, column {col}).", ""]

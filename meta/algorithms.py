@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from meta.inner import Trainable, adapt, all_params, freeze_blocks, head_only
+from meta.inner import Trainable, adapt, all_params, freeze_blocks, head_only, inner_loss
+from meta.inner import without_norm
 
 __all__ = [
     "ALGORITHMS",
@@ -36,6 +37,7 @@ __all__ = [
     "multitask_loss",
     "multiclass_loss",
     "task_loss",
+    "inner_trainable",
     "fresh_head",
     "eval_setup",
     "predict",
@@ -87,6 +89,7 @@ def adapt_head(
     steps: int,
     lr: float,
     first_order: bool = False,
+    reduction: str = "sum",
 ) -> dict[str, torch.Tensor]:
     """The inner loop of :func:`meta.inner.adapt` restricted to the head, on cached features.
 
@@ -104,21 +107,22 @@ def adapt_head(
             if not params[n].requires_grad:
                 params[n] = params[n].detach().requires_grad_()
         for _ in range(steps):
-            loss = F.cross_entropy(head_logits(params, features), y)
+            loss = inner_loss(head_logits(params, features), y, reduction=reduction)
             grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=not first_order)
             params = {**params, **{n: params[n] - lr * g for n, g in zip(names, grads)}}
     return params
 
 
-def _query_logits(model, params, task, *, trainable, first_order, steps, lr, fast):
+def _query_logits(model, params, task, *, trainable, first_order, steps, lr, fast, reduction):
     # The one code path shared by training (meta_loss) and evaluation (predict).
     if fast and trainable is head_only:
         support = body_features(model, params, task.support_x)         # (ways*shots, d), once
         query = body_features(model, params, task.query_x)             # (ways*query, d)
-        head = adapt_head(params, support, task.support_y, steps=steps, lr=lr, first_order=first_order)
+        head = adapt_head(params, support, task.support_y, steps=steps, lr=lr, first_order=first_order,
+                          reduction=reduction)
         return head_logits(head, query)
     fast_params = adapt(model, params, task.support_x, task.support_y, steps=steps, lr=lr,
-                        trainable=trainable, first_order=first_order)
+                        trainable=trainable, first_order=first_order, reduction=reduction)
     return functional_call(model, fast_params, (task.query_x,))
 
 
@@ -132,6 +136,7 @@ def meta_loss(
     steps: int,
     lr: float,
     fast: bool = True,
+    reduction: str = "sum",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Outer objective of one task: query cross-entropy after adapting on the support set.
 
@@ -149,6 +154,8 @@ def meta_loss(
     steps, lr : inner-loop steps and learning rate.
     fast : bool
         With ``trainable is head_only``, run the body once and adapt the head on cached features.
+    reduction : "sum" or "mean"
+        Inner-loss units (:func:`meta.inner.inner_loss`); the query loss is always the mean.
 
     Returns
     -------
@@ -156,7 +163,7 @@ def meta_loss(
     accuracy : 0-dim float64 tensor (query accuracy, detached)
     """
     logits = _query_logits(model, params, task, trainable=trainable, first_order=first_order,
-                           steps=steps, lr=lr, fast=fast)
+                           steps=steps, lr=lr, fast=fast, reduction=reduction)
     return F.cross_entropy(logits, task.query_y), accuracy(logits, task.query_y)
 
 
@@ -231,15 +238,36 @@ def multiclass_loss(model, params, x: torch.Tensor, y: torch.Tensor) -> tuple[to
     return F.cross_entropy(logits, y), accuracy(logits, y)
 
 
-def task_loss(model, params, task, *, algorithm: str, steps: int, lr: float, ways: int):
+def inner_trainable(algorithm: str, *, adapt_norm: bool = False,
+                    freeze: tuple[int, ...] = ()) -> Trainable:
+    """What adapts in the inner loop of a model trained with ``algorithm``.
+
+    MAML / first-order MAML: every parameter, ANIL and the other regimes: the head; a non-empty
+    ``freeze`` (blocks 1..4): everything but those blocks. Unless ``adapt_norm``, the batch-norm
+    offsets never adapt (the MAML reference code).
+    """
+    if freeze:
+        trainable = freeze_blocks(freeze)
+    elif algorithm in ("maml", "fomaml"):
+        trainable = all_params
+    else:
+        trainable = head_only
+    return trainable if adapt_norm else without_norm(trainable)
+
+
+def task_loss(model, params, task, *, algorithm: str, steps: int, lr: float, ways: int,
+              reduction: str = "sum", adapt_norm: bool = False):
     """The per-task training objective of ``algorithm`` (all but ``"multiclass"``).
 
+    ``reduction`` and ``adapt_norm`` set the inner loop's loss units and whether the batch-norm
+    offsets adapt (:func:`inner_trainable`).
     Returns ``(loss, accuracy)``: 0-dim loss with graph, 0-dim float64 query accuracy.
     """
     if algorithm in META_ALGORITHMS:
         spec = META_ALGORITHMS[algorithm]
-        return meta_loss(model, params, task, trainable=spec.trainable,
-                         first_order=spec.first_order, steps=steps, lr=lr)
+        trainable = spec.trainable if adapt_norm else without_norm(spec.trainable)
+        return meta_loss(model, params, task, trainable=trainable, first_order=spec.first_order,
+                         steps=steps, lr=lr, reduction=reduction)
     if algorithm == "nil":
         return nil_loss(model, params, task, ways=ways)
     if algorithm == "multitask":
@@ -263,22 +291,22 @@ def eval_setup(
     ways: int,
     *,
     freeze: tuple[int, ...] = (),
+    adapt_norm: bool = False,
 ) -> tuple[dict[str, torch.Tensor], Trainable]:
     """Parameters and adaptable set for testing a model trained with ``algorithm``.
 
     MAML / first-order MAML adapt everything; the other regimes reuse the body and adapt the
     head only. Multiclass pretraining and NIL training get a new zero-initialised head of
     ``ways`` outputs (as does any model whose head has another width). A non-empty ``freeze``
-    (blocks 1..4) overrides the default: everything but those blocks adapts.
+    (blocks 1..4) overrides the default: everything but those blocks adapts. The batch-norm
+    offsets adapt only with ``adapt_norm`` (:func:`inner_trainable`).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm: expected one of {list(ALGORITHMS)}, got {algorithm!r}")
     params = dict(params)
     if algorithm in ("multiclass", "nil") or params["head.weight"].shape[0] != ways:
         params = fresh_head(params, ways)
-    if freeze:
-        return params, freeze_blocks(freeze)
-    return params, (all_params if algorithm in ("maml", "fomaml") else head_only)
+    return params, inner_trainable(algorithm, adapt_norm=adapt_norm, freeze=freeze)
 
 
 def predict(
@@ -290,6 +318,7 @@ def predict(
     trainable: Trainable = all_params,
     steps: int,
     lr: float,
+    reduction: str = "sum",
 ) -> torch.Tensor:
     """Query logits of one test task, ``(ways*query, ways)``, without gradients.
 
@@ -308,4 +337,4 @@ def predict(
             raise ValueError(f"head: expected 'maml' or 'nil', got {head!r}")
         params = {n: p.detach() for n, p in params.items()}
         return _query_logits(model, params, task, trainable=trainable, first_order=True,
-                             steps=steps, lr=lr, fast=True).detach()
+                             steps=steps, lr=lr, fast=True, reduction=reduction).detach()

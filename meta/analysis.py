@@ -37,6 +37,7 @@ __all__ = [
     "pre_post_similarity",
     "weight_change",
     "pre_post_analysis",
+    "PrePost",
     "cross_run_similarity",
     "body_mean",
 ]
@@ -50,11 +51,28 @@ COMPARISONS = tuple(_PAIRS)
 
 
 class AdaptSpec(NamedTuple):
-    """How a run adapts to a task: which parameters, how many steps, which learning rate."""
+    """How a run adapts to a task: which parameters, how many steps, which learning rate, and
+    the inner-loss units (:func:`meta.inner.inner_loss`)."""
 
     trainable: Trainable = all_params
     steps: int = 5
     lr: float = 0.1
+    reduction: str = "sum"
+
+
+class PrePost(NamedTuple):
+    """Result of :func:`pre_post_analysis`.
+
+    similarity : {measure: {layer: float}}, before vs after adaptation
+    change : {layer: float}, Euclidean weight change
+    chance : {measure: {layer: float}}, the same measure between the "before" representation
+        and the "after" one with its images shuffled (the chance level of ``similarity`` at these
+        sizes); empty unless asked for
+    """
+
+    similarity: dict
+    change: dict
+    chance: dict
 
 
 # --------------------------------------------------------------------------- helpers
@@ -185,6 +203,7 @@ def pre_post_similarity(
     trainable: Trainable = all_params,
     steps: int,
     lr: float,
+    reduction: str = "sum",
     measures: Sequence[str] = MEASURES,
     layers: Sequence[str] = LAYERS,
     on: str = "query",
@@ -199,7 +218,8 @@ def pre_post_similarity(
     Returns ``{measure: {layer: float}}``; with ``steps=0`` every value is 1.
     """
     return pre_post_analysis(model, params, tasks, trainable=trainable, steps=steps, lr=lr,
-                             measures=measures, layers=layers, on=on, epsilon=epsilon)[0]
+                             reduction=reduction, measures=measures, layers=layers, on=on,
+                             epsilon=epsilon).similarity
 
 
 def weight_change(
@@ -210,16 +230,17 @@ def weight_change(
     trainable: Trainable = all_params,
     steps: int,
     lr: float,
+    reduction: str = "sum",
     layers: Sequence[str] = LAYERS,
 ) -> dict[str, float]:
     """Per-layer Euclidean distance between the meta-initialisation and the adapted weights (Fig. 6).
 
     ``(1/N) sum_m ||theta_l - theta_l^(m)||_2`` over the N tasks, where ``theta_l`` stacks every
-    parameter whose name starts with ``"{l}."`` (conv weight and bias, batch-norm scale and
-    shift; head weight and bias). A layer that does not adapt has change exactly 0.
+    parameter whose name starts with ``"{l}."`` (conv weight, batch-norm offset; head weight and
+    bias). A layer that does not adapt has change exactly 0.
     """
     return pre_post_analysis(model, params, tasks, trainable=trainable, steps=steps, lr=lr,
-                             measures=(), layers=layers)[1]
+                             reduction=reduction, measures=(), layers=layers).change
 
 
 def pre_post_analysis(
@@ -230,32 +251,45 @@ def pre_post_analysis(
     trainable: Trainable = all_params,
     steps: int,
     lr: float,
+    reduction: str = "sum",
     measures: Sequence[str] = MEASURES,
     layers: Sequence[str] = LAYERS,
     on: str = "query",
     epsilon: float = 0.0,
-) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    chance: bool = False,
+    seed: int = 0,
+) -> PrePost:
     """:func:`pre_post_similarity` and :func:`weight_change` from one adaptation per task.
 
-    Returns ``(similarity {measure: {layer: float}}, change {layer: float})``; ``measures=()``
-    skips the similarity (an empty dict).
+    With ``chance=True`` it also measures the chance level: the same similarity between the
+    "before" activations and the "after" activations of the same images in a random order
+    (a seeded permutation of the images per task, ``seed``), so a value can be read against
+    what unrelated representations of this size give.
+
+    Returns a :class:`PrePost` ``(similarity, change, chance)``; ``measures=()`` skips the
+    similarities (empty dicts).
     """
     tasks, layers = _check_tasks(tasks), _check_layers(layers)
-    rows, totals = [], dict.fromkeys(layers, 0.0)
+    rows, floors, totals = [], [], dict.fromkeys(layers, 0.0)
+    gen = torch.Generator().manual_seed(seed)
     for task in tasks:
         fast = adapt(model, params, task.support_x, task.support_y, steps=steps, lr=lr,
-                     trainable=trainable, first_order=True)
+                     trainable=trainable, first_order=True, reduction=reduction)
         if measures:
             x = _images(task, on)
-            rows.append(layer_similarity(layer_activations(model, params, x, layers=layers),
-                                         layer_activations(model, fast, x, layers=layers),
-                                         measures=measures, epsilon=epsilon))
+            pre = layer_activations(model, params, x, layers=layers)
+            post = layer_activations(model, fast, x, layers=layers)
+            rows.append(layer_similarity(pre, post, measures=measures, epsilon=epsilon))
+            if chance:
+                order = torch.randperm(x.shape[0], generator=gen)
+                shuffled = {k: v[order] for k, v in post.items()}
+                floors.append(layer_similarity(pre, shuffled, measures=measures, epsilon=epsilon))
         for layer in layers:
             sq = sum(float((fast[n].detach().double() - p.detach().double()).square().sum())
                      for n, p in params.items() if n.startswith(layer + "."))
             totals[layer] += math.sqrt(sq)
-    similarity = _mean_dicts(rows) if rows else {}
-    return similarity, {k: v / len(tasks) for k, v in totals.items()}
+    return PrePost(_mean_dicts(rows) if rows else {}, {k: v / len(tasks) for k, v in totals.items()},
+                   _mean_dicts(floors) if floors else {})
 
 
 def cross_run_similarity(
@@ -295,7 +329,7 @@ def cross_run_similarity(
         if spec is None:
             return params
         return adapt(model, params, task.support_x, task.support_y, steps=spec.steps, lr=spec.lr,
-                     trainable=spec.trainable, first_order=True)
+                     trainable=spec.trainable, first_order=True, reduction=spec.reduction)
 
     pairs = {k: _PAIRS[k] for k in comparisons}
     used = {side for pair in pairs.values() for side in pair}

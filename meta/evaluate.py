@@ -22,7 +22,7 @@ from meta.config import TrainConfig
 from meta.data import Task, TaskSampler, load_dataset
 from meta.inner import freeze_blocks
 from meta.models import Conv4
-from meta.train import atomic_write_text, build_model, checkpoint_path
+from meta.train import atomic_write_text, build_model, checkpoint_path, load_checkpoint
 
 __all__ = ["load_run", "evaluate", "eval_filename"]
 
@@ -56,7 +56,7 @@ def _load_state(run_dir, checkpoint) -> dict[str, Any]:
         folder = Path(run_dir) / "checkpoints"
         found = sorted(p.name for p in folder.glob("*.pt")) if folder.is_dir() else []
         raise ValueError(f"checkpoint: expected {path} to exist, got only {found or 'nothing'}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return load_checkpoint(path)
 
 
 def _from_state(state: dict[str, Any]) -> tuple[TrainConfig, Conv4, dict[str, torch.Tensor]]:
@@ -154,14 +154,17 @@ def evaluate(
 
     start = time.perf_counter()
     model = model.to(device)
-    params, trainable = eval_setup(cfg.algorithm, params, cfg.ways, freeze=freeze)
+    params, trainable = eval_setup(cfg.algorithm, params, cfg.ways, freeze=freeze,
+                                   adapt_norm=cfg.adapt_norm)
     params = {n: p.to(device) for n, p in params.items()}
     dataset = load_dataset(cfg.dataset, split, root=cfg.data_root)
     losses, accs = [], []
-    for task in TaskSampler.fixed(dataset, cfg.ways, cfg.shots, cfg.query, tasks, seed=seed):
+    fixed = TaskSampler.fixed(dataset, cfg.ways, cfg.shots, cfg.query, tasks, seed=seed,
+                              augment_rotations=cfg.augment_rotations)
+    for task in fixed:
         task = Task(*(t.to(device) for t in task))
         logits = predict(model, params, task, head=head, trainable=trainable, steps=steps,
-                         lr=cfg.inner_lr)
+                         lr=cfg.inner_lr, reduction=cfg.inner_loss)
         losses.append(float(F.cross_entropy(logits, task.query_y)))
         accs.append(float((logits.argmax(1) == task.query_y).double().mean()))
     accs = np.asarray(accs)

@@ -17,9 +17,31 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["adapt", "all_params", "head_only", "freeze_blocks", "Trainable"]
+from meta.models import is_norm_param
+
+__all__ = ["adapt", "all_params", "head_only", "freeze_blocks", "without_norm", "inner_loss",
+           "REDUCTIONS", "Trainable"]
 
 Trainable = Callable[[str], bool]
+
+#: Inner-loss reductions: "sum" is the MAML reference code's (per-example cross-entropy divided
+#: by the shots and summed, i.e. ``ways`` times the mean); "mean" is the plain mean.
+REDUCTIONS = ("sum", "mean")
+
+
+def inner_loss(logits: torch.Tensor, y: torch.Tensor, *, reduction: str = "sum") -> torch.Tensor:
+    """Support-set cross-entropy in the units the inner learning rate is quoted in.
+
+    logits : (n_support, ways) tensor
+    y : (n_support,) int64 tensor, ``shots`` examples of each of the ``ways`` classes
+    reduction : "sum" (reference: ``sum_i CE_i / shots = ways * mean``) or "mean"
+    Returns a 0-dim tensor.
+    """
+    if reduction == "mean":
+        return F.cross_entropy(logits, y)
+    if reduction == "sum":
+        return F.cross_entropy(logits, y, reduction="sum") * (logits.shape[1] / y.shape[0])
+    raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
 
 
 def all_params(name: str) -> bool:
@@ -30,6 +52,23 @@ def all_params(name: str) -> bool:
 def head_only(name: str) -> bool:
     """ANIL: only the linear head (``head.weight``, ``head.bias``) adapts."""
     return name.startswith("head.")
+
+
+def without_norm(trainable: Trainable) -> Trainable:
+    """``trainable`` less the batch-norm offsets (``conv{i}.1.*``), which the MAML reference
+    code meta-learns but never adapts in the inner loop. :func:`head_only` is returned as is.
+
+    >>> without_norm(all_params)("conv1.1.bias"), without_norm(all_params)("conv1.0.weight")
+    (False, True)
+    """
+    if trainable is head_only:
+        return trainable
+
+    def keep(name: str) -> bool:
+        return trainable(name) and not is_norm_param(name)
+
+    keep.frozen = getattr(trainable, "frozen", ())  # type: ignore[attr-defined]
+    return keep
 
 
 def freeze_blocks(blocks: Iterable[int]) -> Trainable:
@@ -63,6 +102,7 @@ def adapt(
     lr: float,
     trainable: Trainable = all_params,
     first_order: bool = False,
+    reduction: str = "sum",
 ) -> dict[str, torch.Tensor]:
     """``steps`` gradient steps on the support loss; returns new parameters.
 
@@ -82,6 +122,9 @@ def adapt(
         Which parameters adapt; the others are passed through unchanged (same tensor objects).
     first_order : bool
         If True the inner gradients are detached (no ``create_graph``): first-order MAML.
+    reduction : "sum" or "mean"
+        The support loss, see :func:`inner_loss`; "sum" is the MAML reference code's, in whose
+        units the paper's learning rates are quoted.
 
     Returns
     -------
@@ -91,6 +134,8 @@ def adapt(
     """
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps: expected a non-negative int, got {steps!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
     params = dict(params)
     names = [n for n in params if trainable(n)]
     if steps > 0 and not names:
@@ -100,7 +145,7 @@ def adapt(
             if not params[n].requires_grad:
                 params[n] = params[n].detach().requires_grad_()
         for _ in range(steps):
-            loss = F.cross_entropy(functional_call(model, params, (x,)), y)
+            loss = inner_loss(functional_call(model, params, (x,)), y, reduction=reduction)
             grads = torch.autograd.grad(loss, [params[n] for n in names],
                                         create_graph=not first_order)
             params = {**params, **{n: params[n] - lr * g for n, g in zip(names, grads)}}

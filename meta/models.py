@@ -9,12 +9,44 @@ torch.Size([10, 64])
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Conv4", "LAYER_NAMES", "BODY_NAMES"]
+__all__ = ["Conv4", "BatchNormOffset", "LAYER_NAMES", "BODY_NAMES", "is_norm_param"]
 
 BODY_NAMES = ("conv1", "conv2", "conv3", "conv4")
 LAYER_NAMES = BODY_NAMES + ("head",)
+
+
+def is_norm_param(name: str) -> bool:
+    """True for the batch-norm parameters of a block (``conv{i}.1.*``).
+
+    >>> is_norm_param("conv2.1.bias"), is_norm_param("conv2.0.weight"), is_norm_param("head.bias")
+    (True, False, False)
+    """
+    parts = name.split(".")
+    return len(parts) == 3 and parts[0] in BODY_NAMES and parts[1] == "1"
+
+
+class BatchNormOffset(nn.Module):
+    """Batch norm with batch statistics and a learned per-channel offset, no scale.
+
+    This is the normalisation of the MAML reference code: statistics of the current batch in
+    the inner loop and at test time (nothing is tracked), and an offset ``bias`` (zero at
+    initialisation) that the outer loop learns.
+
+    x : (batch, C, H, W) tensor -> (batch, C, H, W)
+    """
+
+    def __init__(self, channels: int, *, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.eps = eps
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # A constant unit scale: torch's second derivative of batch norm needs a weight tensor.
+        scale = torch.ones_like(self.bias)
+        return F.batch_norm(x, None, None, scale, self.bias, training=True, eps=self.eps)
 
 
 def _block(in_channels: int, out_channels: int, *, pool: bool) -> nn.Sequential:
@@ -24,8 +56,8 @@ def _block(in_channels: int, out_channels: int, *, pool: bool) -> nn.Sequential:
         # a bias would have an exactly-zero true gradient whose rounding noise Adam turns into
         # full-size steps (and runs that sum gradients in another order would drift apart).
         nn.Conv2d(in_channels, out_channels, 3, stride=1 if pool else 2, padding=1, bias=False),
-        # Batch statistics always (inner loop and test time), as the original MAML does.
-        nn.BatchNorm2d(out_channels, track_running_stats=False),
+        # Batch statistics always (inner loop and test time), offset only, as the MAML code.
+        BatchNormOffset(out_channels),
         nn.ReLU(),
     ]
     if pool:
@@ -49,12 +81,16 @@ class Conv4(nn.Module):
     pool : bool
         False: stride-2 convs and a spatial mean (Omniglot, 64 features);
         True: stride-1 convs, 2x2 max-pool and flattening (MiniImageNet, 32*5*5 = 800 features).
+    head_init : None, "normal" or "glorot"
+        The head's initial weights: standard normal (the MAML code's Omniglot head) or
+        Glorot-uniform (its MiniImageNet head); None picks the reference's for ``pool``.
+        Convolutions are always Glorot-uniform, offsets and the head bias zero.
 
     Attributes
     ----------
     conv1, conv2, conv3, conv4 : nn.Sequential
         ``conv{i}.0`` is the convolution (no bias: batch norm cancels it), ``conv{i}.1`` the
-        batch norm with its affine ``weight`` and ``bias``.
+        batch norm (:class:`BatchNormOffset`, a learned offset ``bias`` and no scale).
     head : nn.Linear
     feature_dim : int
         Width of the penultimate representation returned by :meth:`features`.
@@ -73,8 +109,11 @@ class Conv4(nn.Module):
         hidden: int = 64,
         image_size: int = 28,
         pool: bool = False,
+        head_init: str | None = None,
     ) -> None:
         super().__init__()
+        if head_init not in (None, "normal", "glorot"):
+            raise ValueError(f"head_init: expected None, 'normal' or 'glorot', got {head_init!r}")
         for name, value in (("ways", ways), ("in_channels", in_channels), ("hidden", hidden),
                             ("image_size", image_size)):
             if not isinstance(value, int) or value < 1:
@@ -91,6 +130,18 @@ class Conv4(nn.Module):
             raise ValueError(f"image_size: expected at least 16 pixels with pooling, got {image_size}")
         self.feature_dim = hidden * size * size if pool else hidden
         self.head = nn.Linear(self.feature_dim, ways)
+        self._init_like_reference(head_init or ("glorot" if pool else "normal"))
+
+    def _init_like_reference(self, head_init: str) -> None:
+        # The MAML code's initialisation: Glorot-uniform convolutions, zero offsets and head
+        # bias; the head is Glorot-uniform for MiniImageNet and standard normal for Omniglot.
+        for name in self.body_names:
+            nn.init.xavier_uniform_(getattr(self, name)[0].weight)
+        if head_init == "glorot":
+            nn.init.xavier_uniform_(self.head.weight)
+        else:
+            nn.init.normal_(self.head.weight, mean=0.0, std=1.0)
+        nn.init.zeros_(self.head.bias)
 
     @classmethod
     def omniglot(cls, ways: int) -> Conv4:

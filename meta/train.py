@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import random
 import sys
 import time
@@ -34,7 +35,7 @@ from meta.config import TrainConfig
 from meta.data import Task, TaskSampler, load_dataset
 from meta.models import Conv4
 
-__all__ = ["train", "build_model", "validate", "checkpoint_path", "atomic_save",
+__all__ = ["train", "build_model", "load_body", "load_checkpoint", "validate", "checkpoint_path", "atomic_save",
            "atomic_write_text", "outer_parameter_names"]
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ def build_model(cfg: TrainConfig, image_shape: tuple[int, int, int], outputs: in
     pool = cfg.dataset == "miniimagenet"
     hidden = cfg.hidden if cfg.hidden is not None else (32 if pool else 64)
     channels, height, _ = image_shape
-    return Conv4(outputs, in_channels=channels, hidden=hidden, image_size=height, pool=pool)
+    return Conv4(outputs, in_channels=channels, hidden=hidden, image_size=height, pool=pool,
+                 head_init=cfg.head_init)
 
 
 def outer_parameter_names(algorithm: str, model: Conv4) -> list[str]:
@@ -61,6 +63,22 @@ def outer_parameter_names(algorithm: str, model: Conv4) -> list[str]:
     if algorithm == "nil":
         return [n for n in names if not n.startswith("head.")]
     return names
+
+
+def load_body(model: Conv4, run_dir: str | os.PathLike) -> None:
+    """Copy the body (``conv1..conv4``) of the final model of ``run_dir`` into ``model``."""
+    path = checkpoint_path(run_dir)
+    if not path.exists():
+        raise ValueError(f"body_from: expected a trained run with {path}, got none")
+    weights = load_checkpoint(path)["model"]
+    body = {n: w for n, w in weights.items() if not n.startswith("head.")}
+    own = {n: p for n, p in model.state_dict().items() if not n.startswith("head.")}
+    if {n: tuple(w.shape) for n, w in body.items()} != {n: tuple(p.shape) for n, p in own.items()}:
+        raise ValueError(f"body_from: expected a body shaped like this model's, got {path}")
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n in body:
+                p.copy_(body[n])
 
 
 def checkpoint_path(run_dir: str | os.PathLike, checkpoint: int | str | None = None) -> Path:
@@ -113,12 +131,12 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> None:
 def validate(model, params, tasks, cfg: TrainConfig, device) -> dict[str, float]:
     """Mean query loss and accuracy over fixed tasks, tested as ``evaluate`` does by default."""
     head = "nil" if cfg.algorithm == "nil" else "maml"
-    params, trainable = eval_setup(cfg.algorithm, params, cfg.ways)
+    params, trainable = eval_setup(cfg.algorithm, params, cfg.ways, adapt_norm=cfg.adapt_norm)
     losses, accs = [], []
     for task in tasks:
         task = Task(*(t.to(device) for t in task))
         logits = predict(model, params, task, head=head, trainable=trainable,
-                         steps=cfg.inner_steps_test, lr=cfg.inner_lr)
+                         steps=cfg.inner_steps_test, lr=cfg.inner_lr, reduction=cfg.inner_loss)
         losses.append(float(torch.nn.functional.cross_entropy(logits, task.query_y)))
         accs.append(float((logits.argmax(1) == task.query_y).float().mean()))
     return {"val_loss": float(np.mean(losses)), "val_accuracy": float(np.mean(accs))}
@@ -137,8 +155,25 @@ def _check_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
             )
 
 
+def load_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> dict[str, Any]:
+    """A checkpoint written by :func:`train`, loaded without running code from the file.
+
+    Checkpoints hold only tensors and plain Python values, so ``torch.load(weights_only=True)``
+    reads them; a file that needs more (a pickled object) is refused with a ``ValueError``.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"checkpoint: expected tensors and plain values in {path}, got a file "
+                         f"that needs code to load; refusing to run it ({str(err).splitlines()[0]})"
+                         ) from None
+
+
 def _rng_state(sampler, batches: torch.Generator) -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)),
+                      "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
             "python": random.getstate(), "sampler": sampler.generator.get_state(),
             "batches": batches.get_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
@@ -146,7 +181,9 @@ def _rng_state(sampler, batches: torch.Generator) -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any], sampler, batches: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    npst = state["numpy"]
+    np.random.set_state((npst["name"], npst["keys"].numpy().astype(np.uint32), npst["pos"],
+                         npst["has_gauss"], npst["gauss"]))
     random.setstate(state["python"])
     sampler.generator.set_state(state["sampler"])
     batches.set_state(state["batches"])
@@ -215,6 +252,8 @@ def _train(cfg, run_dir, ctx, *, progress, stop_after) -> Path:
     val_set = load_dataset(cfg.dataset, cfg.val_split, root=cfg.data_root)
     outputs = len(train_set) if cfg.algorithm == "multiclass" else cfg.ways
     model = build_model(cfg, train_set.image_shape, outputs).to(device)
+    if cfg.body_from is not None:
+        load_body(model, cfg.body_from)
     outer = set(outer_parameter_names(cfg.algorithm, model))
     for name, p in model.named_parameters():
         p.requires_grad_(name in outer)
@@ -224,12 +263,12 @@ def _train(cfg, run_dir, ctx, *, progress, stop_after) -> Path:
                           augment_rotations=cfg.augment_rotations and cfg.algorithm != "multiclass")
     batches = torch.Generator().manual_seed(cfg.seed)          # multiclass image batches
     val_tasks = TaskSampler.fixed(val_set, cfg.ways, cfg.shots, cfg.query, cfg.val_tasks,
-                                  seed=cfg.seed + 1)
+                                  seed=cfg.seed + 1, augment_rotations=cfg.augment_rotations)
 
     start, elapsed = 0, 0.0
     last = checkpoint_path(run_dir)
     if last.exists():
-        state = torch.load(last, map_location=device, weights_only=False)
+        state = load_checkpoint(last, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"], sampler, batches)
@@ -278,10 +317,13 @@ def _train(cfg, run_dir, ctx, *, progress, stop_after) -> Path:
                 for task in tasks:
                     task = Task(*(t.to(device) for t in task))
                     loss, acc = task_loss(model, params, task, algorithm=cfg.algorithm,
-                                          steps=cfg.inner_steps, lr=cfg.inner_lr, ways=cfg.ways)
+                                          steps=cfg.inner_steps, lr=cfg.inner_lr, ways=cfg.ways,
+                                          reduction=cfg.inner_loss, adapt_norm=cfg.adapt_norm)
                     (loss / cfg.meta_batch_size).backward()
                     stats += torch.stack([loss.detach().cpu().double(), acc.cpu()]) / cfg.meta_batch_size
             distributed.all_reduce_grads(ctx, trained)
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_value_(trained, cfg.grad_clip)
             optimizer.step()
             distributed.all_reduce_sum(ctx, stats)
             elapsed += time.perf_counter() - t0

@@ -16,9 +16,13 @@ from __future__ import annotations
 from ._cca import CCAResult, cca, mean_cca, pwcca, svcca
 from ._cka import linear_cka, rbf_cka
 from ._hooks import flatten_conv, record_activations
+from ._inference import BootstrapResult, PermutationResult, bootstrap_ci, permutation_test
 from ._matrix import similarity_matrix
 from ._minibatch import MinibatchCKA
 from ._procrustes import procrustes_distance
+from ._shape import embed_distances, pairwise_distances, shape_distance
+from ._streaming import StreamingSimilarity
+from ._tokens import flatten_tokens
 
 __all__ = [
     "CCAResult",
@@ -29,8 +33,17 @@ __all__ = [
     "linear_cka",
     "rbf_cka",
     "MinibatchCKA",
+    "StreamingSimilarity",
     "procrustes_distance",
+    "shape_distance",
+    "pairwise_distances",
+    "embed_distances",
     "similarity_matrix",
+    "permutation_test",
+    "bootstrap_ci",
+    "PermutationResult",
+    "BootstrapResult",
     "flatten_conv",
     "record_activations",
+    "flatten_tokens",
 ]

@@ -127,7 +127,10 @@ def record_activations(
     select : callable(output) -> tensor, or None
         Picks the tensor out of a module's output. By default the first tensor found
         depth-first in tuples / lists / dicts / namedtuples (the ``output`` of an ``nn.LSTM``,
-        the hidden states of most transformer blocks).
+        the hidden states of most transformer blocks). A nested tensor (the layers of an
+        ``nn.TransformerEncoder`` in eval mode under ``torch.no_grad()`` with a right-padded
+        ``src_key_padding_mask``) is stored padded with zeros, ``(batch, longest, features)``,
+        which :func:`repsim.flatten_tokens` accepts with the full mask.
     calls : {"last", "all", "concat"}
         For a module that runs several times while recording: keep the last output, a list
         of all outputs in call order, or their concatenation along dim 0. The concatenation
@@ -168,6 +171,8 @@ def record_activations(
                     f"layer {name!r}: expected a tensor in {what}, got {type(output).__name__}"
                     f"{'' if select is None else f' -> {type(tensor).__name__}'}"
                 )
+            if tensor.is_nested:  # nn.TransformerEncoder's fast path with a padding mask
+                tensor = tensor.to_padded_tensor(0.0)
             if detach:
                 tensor = tensor.detach()
             if to is not None:

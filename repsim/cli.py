@@ -40,6 +40,9 @@ __all__ = ["main", "build_parser", "compute_matrix", "write_matrix", "format_tab
 log = logging.getLogger(__name__)
 
 _CCA_FAMILY = ("cca", "svcca", "pwcca")
+# --distributed: measure -> its name in repsim.StreamingSimilarity (exact streaming)
+_STREAMING = {"linear_cka": "linear_cka", "debiased_cka": "linear_cka_debiased", "cca": "mean_cca",
+              "svcca": "svcca", "pwcca": "pwcca", "procrustes": "procrustes"}
 _ACT_SUFFIXES = (".pt", ".pth", ".npz")
 _INPUT_SUFFIXES = (".pt", ".pth", ".npz", ".npy")
 OUTPUT = "output"  # name under which a model's own return value is recorded
@@ -483,13 +486,9 @@ def _compare(args: argparse.Namespace) -> int:
     flatten = args.flatten or _default_flatten(measure)
     if args.batch_size < 1:
         raise UserError(f"--batch-size: expected a positive integer, got {args.batch_size}")
-    if args.distributed and args.batch_size < 4:
+    if args.distributed and measure not in _STREAMING:
         raise UserError(
-            f"--batch-size: expected >= 4 with --distributed (unbiased HSIC), got {args.batch_size}"
-        )
-    if args.distributed and measure != "debiased_cka":
-        raise UserError(
-            f"--distributed supports only --measure debiased_cka (streaming minibatch CKA), "
+            f"--distributed supports --measure {', '.join(_STREAMING)} (exact streaming), "
             f"got {measure}"
         )
     wanted_a = _split_names(args.layers)
@@ -508,7 +507,8 @@ def _compare(args: argparse.Namespace) -> int:
             f"--device: expected a torch device such as cpu or cuda:0, got {args.device!r}"
         ) from err
     if args.distributed:
-        return _compare_distributed(args, sources, layers, inputs, flatten=flatten, device=device)
+        return _compare_distributed(args, sources, layers, inputs, measure=measure,
+                                    flatten=flatten, device=device)
 
     acts = []
     for source, names in zip(sources, layers):
@@ -560,11 +560,35 @@ def _stream(source: _Source, names: list[str], inputs: torch.Tensor | None, rows
         yield flat
 
 
-def _compare_distributed(args: argparse.Namespace, sources: list[_Source], layers: list[list[str]],
-                         inputs: torch.Tensor | None, *, flatten: str, device: torch.device) -> int:
-    import torch.distributed as dist
-
+def _streaming_metric(measure: str, first: tuple[dict, dict], batch_size: int) -> Any:
+    """Exact :class:`repsim.StreamingSimilarity` where the widths allow, else (debiased CKA
+    only) the minibatch estimator :class:`repsim.MinibatchCKA`."""
+    from repsim import _streaming
     from repsim._minibatch import MinibatchCKA
+
+    widest = max(t.shape[1] for side in first for t in side.values())
+    if widest <= _streaming.MAX_FEATURES:  # gloo reduces CPU tensors
+        return _streaming.StreamingSimilarity(_STREAMING[measure], device="cpu")
+    if measure != "debiased_cka":
+        raise UserError(
+            f"--distributed: {measure} keeps (d, d) statistics and a layer has {widest} features "
+            f"(limit {_streaming.MAX_FEATURES}); use --flatten pool or channels, or --measure "
+            "debiased_cka (minibatch CKA for wide layers)"
+        )
+    if batch_size < 4:
+        raise UserError(
+            f"--batch-size: expected >= 4 for minibatch CKA (unbiased HSIC), got {batch_size}"
+        )
+    log.info("a layer has %d features: minibatch CKA instead of exact streaming", widest)
+    return MinibatchCKA(device="cpu")
+
+
+def _compare_distributed(args: argparse.Namespace, sources: list[_Source], layers: list[list[str]],
+                         inputs: torch.Tensor | None, *, measure: str, flatten: str,
+                         device: torch.device) -> int:
+    import itertools
+
+    import torch.distributed as dist
 
     started = False
     if not dist.is_initialized():
@@ -590,22 +614,26 @@ def _compare_distributed(args: argparse.Namespace, sources: list[_Source], layer
                 f"--distributed: {counts[0]} samples cannot be split over {world} processes"
             )
         batches = [mine[b] for b in _batches(len(mine), args.batch_size)]
-        metric = MinibatchCKA(device="cpu")  # gloo reduces CPU tensors
         streams = [
             _stream(s, names, inputs, batches, device=device, flatten=flatten)
             for s, names in zip(sources, layers)
         ]
+        pairs = zip(*streams)
+        first = next(pairs)
+        metric = _streaming_metric(measure, first, args.batch_size)
         try:
-            for acts_a, acts_b in _progress(zip(*streams), desc=f"rank {rank}", quiet=args.quiet,
-                                            total=len(batches)):
+            for acts_a, acts_b in _progress(itertools.chain([first], pairs), desc=f"rank {rank}",
+                                            quiet=args.quiet, total=len(batches)):
                 metric.update(acts_a, acts_b)
+            metric.all_reduce()
+            matrix = metric.compute()
         except ValueError as err:
-            raise UserError(f"debiased_cka: {err}") from err
-        metric.all_reduce()
-        matrix = metric.compute()
+            raise UserError(f"{measure}: {err}") from err
+        if isinstance(matrix, dict):
+            matrix = matrix[_STREAMING[measure]]
         if rank == 0:
             _finish(args, matrix, list(metric.layers_a), list(metric.layers_b),
-                    measure="debiased_cka", flatten=flatten)
+                    measure=measure, flatten=flatten)
     finally:
         if started:
             dist.destroy_process_group()
@@ -681,7 +709,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--distributed", action="store_true",
         help="under torchrun: each process takes rows rank::world_size and streams them through "
-        "repsim.MinibatchCKA (gloo all-reduce); only debiased_cka; rank 0 writes the outputs",
+        "repsim.StreamingSimilarity (gloo all-reduce; exact: the values of a single process); "
+        "every measure but rbf_cka; debiased_cka on layers wider than 8192 features falls back "
+        "to repsim.MinibatchCKA; rank 0 writes the outputs",
     )
     cmp.add_argument("--quiet", action="store_true", help="no progress bar")
     cmp.set_defaults(func=_compare)

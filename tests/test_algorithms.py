@@ -125,20 +125,35 @@ def test_nil_logits_rows_are_log_probabilities_and_bad_input_raises():
         nil_logits(s, torch.arange(9) % 5, q, 5)
 
 
-def test_nil_and_multitask_and_multiclass_losses_equal_direct_computations():
+def _hand_ce(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean cross-entropy written out: -log(exp(z_y) / sum_c exp(z_c))."""
+    z = logits.detach().double()
+    return float(sum(-(z[i, y[i]] - torch.log(torch.exp(z[i]).sum())) for i in range(len(y))) / len(y))
+
+
+def test_nil_and_multitask_and_multiclass_losses_equal_hand_computations():
     model, params, task = _setup(4, ways=3, hidden=4, size=12)
-    feats = lambda x: functional_call(model, params, (x,), {"features_only": True})
+    # Independent forward: the module itself, loaded with the same parameters.
+    copy = type(model)(3, hidden=4, image_size=12).double()
+    copy.load_state_dict({k: v.detach() for k, v in params.items()})
+    with torch.no_grad():
+        fs, fq = copy.features(task.support_x), copy.features(task.query_x)
+        logits_q = copy(task.query_x)
+    # NIL: p(c|q) = sum_j softmax_j(cos(q, s_j)) [y_j == c], by loops
+    hand = 0.0
+    for i in range(len(fq)):
+        cos = torch.stack([torch.dot(fq[i], fs[j]) / (fq[i].norm() * fs[j].norm())
+                           for j in range(len(fs))])
+        w = torch.exp(cos) / torch.exp(cos).sum()
+        hand -= float(torch.log(w[task.support_y == task.query_y[i]].sum())) / len(fq)
     loss, _ = nil_loss(model, params, task, ways=3)
-    ref = F.nll_loss(nil_logits(feats(task.support_x), task.support_y, feats(task.query_x), 3),
-                     task.query_y)
-    torch.testing.assert_close(loss, ref)
+    assert float(loss) == pytest.approx(hand, rel=1e-10)
     assert _grads(loss, params)["head.weight"] is None          # NIL training has no head
-    loss, _ = multitask_loss(model, params, task)
-    torch.testing.assert_close(loss, F.cross_entropy(functional_call(model, params, (task.query_x,)),
-                                                     task.query_y))
+    loss, _ = multitask_loss(model, params, task)                # no inner loop, query labels
+    assert float(loss) == pytest.approx(_hand_ce(logits_q, task.query_y), rel=1e-10)
     loss, acc = multiclass_loss(model, params, task.query_x, task.query_y)
-    torch.testing.assert_close(loss, F.cross_entropy(functional_call(model, params, (task.query_x,)),
-                                                     task.query_y))
+    assert float(loss) == pytest.approx(_hand_ce(logits_q, task.query_y), rel=1e-10)
+    assert float(acc) == pytest.approx(float((logits_q.argmax(1) == task.query_y).double().mean()))
     with pytest.raises(ValueError, match="algorithm: expected one of"):
         task_loss(model, params, task, algorithm="multiclass", steps=1, lr=0.1, ways=3)
 
@@ -147,16 +162,33 @@ def test_test_setup_and_predict():
     model, params, task = _setup(5, ways=3, hidden=4, size=12)
     p, trainable = eval_setup("multiclass", params, 3)
     assert float(p["head.weight"].abs().sum()) == 0 and trainable is head_only
-    assert eval_setup("maml", params, 3)[1] is all_params
+    names = list(params)
+    maml = eval_setup("maml", params, 3)[1]
+    # MAML adapts every weight but the batch-norm offsets (the reference code), unless asked
+    assert [n for n in names if maml(n)] == [n for n in names if ".1." not in n]
+    assert eval_setup("maml", params, 3, adapt_norm=True)[1] is all_params
     assert eval_setup("anil", params, 3)[1] is head_only
-    assert eval_setup("maml", params, 3, freeze=(1, 2))[1]("conv2.0.weight") is False
+    frozen = eval_setup("maml", params, 3, freeze=(1, 2))[1]
+    assert [n for n in names if frozen(n)] == ["conv3.0.weight", "conv4.0.weight", "head.weight",
+                                                "head.bias"]
     wide = fresh_head(params, 7)
     assert wide["head.weight"].shape == (7, 4) and wide["conv1.0.weight"] is params["conv1.0.weight"]
 
     before = {k: v.detach().clone() for k, v in params.items()}
-    logits = predict(model, params, task, head="maml", trainable=all_params, steps=2, lr=0.3)
-    fast = adapt(model, params, task.support_x, task.support_y, steps=2, lr=0.3)
-    torch.testing.assert_close(logits, functional_call(model, fast, (task.query_x,)).detach())
+    logits = predict(model, params, task, head="maml", trainable=maml, steps=2, lr=0.3)
+    # Independent: two SGD steps on a copy of the module with .backward(), reference units
+    # (summed cross-entropy / shots), batch-norm offsets fixed.
+    copy = type(model)(3, hidden=4, image_size=12).double()
+    copy.load_state_dict({k: v.detach() for k, v in params.items()})
+    for _ in range(2):
+        copy.zero_grad()
+        shots = len(task.support_y) // 3
+        (F.cross_entropy(copy(task.support_x), task.support_y, reduction="sum") / shots).backward()
+        with torch.no_grad():
+            for n, p in copy.named_parameters():
+                if ".1." not in n:
+                    p -= 0.3 * p.grad
+    torch.testing.assert_close(logits, copy(task.query_x).detach(), rtol=1e-10, atol=1e-10)
     nil = predict(model, params, task, head="nil", steps=0, lr=0.0)
     feats = lambda x: functional_call(model, params, (x,), {"features_only": True}).detach()
     torch.testing.assert_close(nil, nil_logits(feats(task.support_x), task.support_y,

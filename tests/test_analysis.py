@@ -68,23 +68,31 @@ def _np_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float((k * l).sum() / (np.linalg.norm(k) * np.linalg.norm(l)))
 
 
+def _norm(h: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """Batch statistics, epsilon 1e-3, a per-channel offset and no scale (the MAML code's)."""
+    mean = h.mean(dim=(0, 2, 3), keepdim=True)
+    var = h.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    return (h - mean) / torch.sqrt(var + 1e-3) + offset.view(1, -1, 1, 1)
+
+
 def _manual_forward(params: dict, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Conv4 (no pool) written out by hand: conv stride 2, batch-stat BN, ReLU; mean; linear."""
     out, h = {}, x
     for i in range(1, 5):
         h = F.conv2d(h, params[f"conv{i}.0.weight"], params.get(f"conv{i}.0.bias"), stride=2, padding=1)
-        h = F.batch_norm(h, None, None, params[f"conv{i}.1.weight"], params[f"conv{i}.1.bias"],
-                         training=True, eps=1e-5)
-        h = torch.relu(h)
+        h = torch.relu(_norm(h, params[f"conv{i}.1.bias"]))
         out[f"conv{i}"] = h.detach()
     out["head"] = F.linear(h.mean((2, 3)), params["head.weight"], params["head.bias"]).detach()
     return out
 
 
 def _manual_adapt(model, params: dict, task: _Task, *, lr: float, head_only_: bool) -> dict:
-    """One plain SGD step on the support loss, by hand."""
+    """One plain SGD step on the support loss in the reference units (summed over the examples,
+    divided by the shots), by hand."""
     p = {n: t.detach().clone().requires_grad_() for n, t in params.items()}
-    loss = F.cross_entropy(_manual_forward_grad(p, task.support_x), task.support_y)
+    logits = _manual_forward_grad(p, task.support_x)
+    shots = len(task.support_y) // logits.shape[1]
+    loss = F.cross_entropy(logits, task.support_y, reduction="sum") / shots
     names = [n for n in p if (n.startswith("head.") or not head_only_)]
     grads = torch.autograd.grad(loss, [p[n] for n in names])
     new = {n: t.detach() for n, t in p.items()}
@@ -97,8 +105,7 @@ def _manual_forward_grad(params: dict, x: torch.Tensor) -> torch.Tensor:
     h = x
     for i in range(1, 5):
         h = F.conv2d(h, params[f"conv{i}.0.weight"], params.get(f"conv{i}.0.bias"), stride=2, padding=1)
-        h = torch.relu(F.batch_norm(h, None, None, params[f"conv{i}.1.weight"],
-                                    params[f"conv{i}.1.bias"], training=True, eps=1e-5))
+        h = torch.relu(_norm(h, params[f"conv{i}.1.bias"]))
     return F.linear(h.mean((2, 3)), params["head.weight"], params["head.bias"])
 
 
@@ -169,7 +176,29 @@ def test_pre_post_and_weight_change_agree_with_hand_computation():
         assert wc[k] == pytest.approx(ref_wc[k], rel=1e-9)
     assert all(v > 0 for v in wc.values())
     both = pre_post_analysis(model, params, tasks, trainable=all_params, steps=1, lr=lr)
-    assert both == (sim, wc)  # one adaptation per task gives exactly the two separate results
+    assert both == (sim, wc, {})  # one adaptation per task gives exactly the two separate results
+
+
+def test_pre_post_chance_level_is_the_same_measure_on_shuffled_images():
+    model, params = _tiny()
+    tasks = _tasks(2)
+    out = pre_post_analysis(model, params, tasks, trainable=all_params, steps=1, lr=0.7,
+                            chance=True, seed=3)
+    gen = torch.Generator().manual_seed(3)
+    ref = {m: dict.fromkeys(LAYERS, 0.0) for m in ("cca", "cka")}
+    for t in tasks:
+        fast = _manual_adapt(model, params, t, lr=0.7, head_only_=False)
+        pre, post = _manual_forward(params, t.query_x), _manual_forward(fast, t.query_x)
+        order = torch.randperm(len(t.query_x), generator=gen)
+        for k in LAYERS:
+            a, b = pre[k].numpy(), post[k][order].numpy()
+            ref["cka"][k] += _np_linear_cka(a.reshape(len(a), -1), b.reshape(len(b), -1)) / len(tasks)
+    for k in LAYERS:
+        assert out.chance["cka"][k] == pytest.approx(ref["cka"][k], abs=1e-7), k
+        # unrelated rows are less similar than the same images before and after (the body; the
+        # untrained head is replaced by one large step)
+        assert k == "head" or out.chance["cka"][k] < out.similarity["cka"][k], k
+        assert 0.0 <= out.chance["cca"][k] <= 1.0, k
 
 
 def test_cross_run_similarity_structure_and_identities():

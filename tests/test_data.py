@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from meta.data.splits import shuffled_split
 from meta.data import (
     FewShotDataset, Glyphs, MiniImageNet, Omniglot, Task, TaskSampler, load_dataset,
 )
@@ -112,11 +113,17 @@ def test_omniglot_folders_and_npz_agree_with_area_average(tmp_path, cache_dir, m
         np.testing.assert_array_equal(a.images[:, :, 0].numpy(), expected)
         # Ordered by official number although the alphabet folders sort the other way.
         assert a.class_names[0] == "Z_alphabet/character01"
-    # MAML split of a small copy keeps the proportions (1100/100/423 of 1623) and order.
-    train, val, test = (Omniglot(archives, s, image_size=8) for s in ("train", "val", "test"))
-    assert len(train) + len(val) + len(test) == 8
+    # MAML splits of a small copy keep the proportions (1100/100/423 of 1623): "*-ordered" in
+    # official order, the reference's "train"/"val"/"test" a seeded shuffle of the characters.
     allc = torch.cat([Omniglot(archives, s, image_size=8).images for s in ("background", "evaluation")])
-    torch.testing.assert_close(torch.cat([train.images, val.images, test.images]), allc)
+    ordered = [Omniglot(archives, s + "-ordered", image_size=8) for s in ("train", "val", "test")]
+    torch.testing.assert_close(torch.cat([d.images for d in ordered]), allc)
+    shuffled = [Omniglot(archives, s, image_size=8) for s in ("train", "val", "test")]
+    assert [len(d) for d in shuffled] == [len(d) for d in ordered]
+    picks = [shuffled_split(8, s) for s in ("train", "val", "test")]
+    assert sorted(np.concatenate(picks).tolist()) == list(range(8))
+    for d, pick in zip(shuffled, picks):
+        torch.testing.assert_close(d.images, allc[torch.from_numpy(pick)])
     # Root from $REPSIM_OMNIGLOT when no argument is given; load_dataset passes root through.
     monkeypatch.setenv("REPSIM_OMNIGLOT", str(folders))
     torch.testing.assert_close(Omniglot(split="evaluation", image_size=8).images,
@@ -158,10 +165,16 @@ def test_real_omniglot(omniglot_root, tmp_path_factory):
         assert ds.images.max() == 255
     raw = np.load(omniglot_root / "images_background.npz")["images"][5, 7]
     np.testing.assert_array_equal(bg.images[5, 7, 0].numpy(), _area_resize(~raw, 28))
-    sizes = [len(Omniglot(omniglot_root, s, cache_dir=cache)) for s in ("train", "val", "test")]
-    assert sizes == [1100, 100, 423]
-    test = Omniglot(omniglot_root, "test", cache_dir=cache)
-    torch.testing.assert_close(test.images, ev.images[659 - 423:])
+    for suffix in ("", "-ordered"):
+        sizes = [len(Omniglot(omniglot_root, s + suffix, cache_dir=cache)) for s in ("train", "val", "test")]
+        assert sizes == [1100, 100, 423]
+    test = Omniglot(omniglot_root, "test-ordered", cache_dir=cache)
+    torch.testing.assert_close(test.images, ev.images[659 - 423:])      # unseen alphabets only
+    # The reference protocol: a character-level shuffle, so test characters come from both
+    # official halves (alphabets seen in training).
+    names = Omniglot(omniglot_root, "test", cache_dir=cache).class_names
+    from_background = sum(int(n[len("character"):]) <= 964 for n in names)
+    assert 0.4 * 423 < from_background < 0.8 * 423
 
 
 # ----------------------------------------------------------------------------- MiniImageNet

@@ -15,8 +15,8 @@ from PIL import Image
 
 from figures import paper_values as pv
 from figures.fig7_cross_seed import fit_line
-from figures.pipeline import OUTPUTS, _needed_runs, draw_figures, make_preset, parse_only
-from figures.report import findings, read_json, render_report, write_json
+from figures.pipeline import OUTPUTS, _needed_runs, draw_figures, make_preset, parse_only, run_config
+from figures.report import chance_corrected, findings, read_json, render_report, write_json
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "head")
 PNGS = ("fig2_pre_post.png", "fig3_training.png", "fig5_curves.png", "fig6_weight_change.png",
@@ -47,6 +47,10 @@ def synthetic(reuse: bool = True) -> tuple[dict, dict]:
         "weight_change": {"conv1": 0.01, "conv2": 0.02, "conv3": 0.02, "conv4": 0.03,
                           "head": 0.5 if reuse else 0.001},
         "cross_seed_r2": {"cca": 0.97 if reuse else 0.2, "cka": 0.95 if reuse else 0.1},
+        "cross_seed_fit": {m: {c: ({"slope": 1.02, "intercept": -0.01, "r2": 0.97} if reuse else
+                                   {"slope": 0.4, "intercept": 0.3, "r2": 0.2})
+                               for c in ("pre_post", "post_pre", "post_post")} for m in ("cca", "cka")},
+        "pre_post_chance": {m: dict.fromkeys(LAYERS, 0.05) for m in ("cca", "cka")},
         "maml_anil_similarity": {
             "maml-maml": {"cca": 0.52, "cka": 0.84}, "anil-anil": {"cca": 0.51, "cka": 0.86},
             "anil-maml": {"cca": 0.50 if reuse else 0.2, "cka": 0.83 if reuse else 0.3},
@@ -141,6 +145,53 @@ def test_findings_thresholds_are_computed_not_fixed():
     # conv above head but below the paper's 0.9: direction only -> partly
     results["pre_post"]["cca"] = {k: (0.6 if k != "head" else 0.3) for k in LAYERS}
     assert {f.key: f.status for f in findings(results, details)}["fig2"] == "partly reproduced"
+
+
+def status(results, details, key):
+    return {f.key: f.status for f in findings(results, details)}[key]
+
+
+def test_fig2_is_graded_against_the_chance_level():
+    results, details = synthetic()
+    # raw head 0.55 is above the paper's 0.5, but half of it is chance at these sizes
+    results["pre_post"]["cca"]["head"] = results["pre_post"]["cka"]["head"] = 0.55
+    results["pre_post_chance"] = {m: dict.fromkeys(LAYERS, 0.0) for m in ("cca", "cka")}
+    assert status(results, details, "fig2") == "partly reproduced"
+    results["pre_post_chance"]["cca"]["head"] = results["pre_post_chance"]["cka"]["head"] = 0.3
+    assert chance_corrected(0.55, 0.3) == pytest.approx(0.25 / 0.7)
+    assert status(results, details, "fig2") == "reproduced"
+    # a conv layer no more similar than chance is not "barely changed"
+    results["pre_post_chance"]["cca"]["conv3"] = results["pre_post"]["cca"]["conv3"] - 0.01
+    assert status(results, details, "fig2") == "NOT reproduced"
+
+
+def test_fig7_needs_slope_one_and_intercept_zero_not_only_r2():
+    results, details = synthetic()
+    fit = results["cross_seed_fit"]["cka"]["post_post"]
+    fit.update(slope=0.5, intercept=0.45, r2=0.99)           # a perfect line, but not y = x
+    assert status(results, details, "fig7") == "partly reproduced"
+    for m in ("cca", "cka"):
+        for f in results["cross_seed_fit"][m].values():
+            f.update(slope=1.0, intercept=0.12, r2=0.99)   # offset beyond 0.1
+    assert status(results, details, "fig7") == "NOT reproduced"
+    for m in ("cca", "cka"):
+        for f in results["cross_seed_fit"][m].values():
+            f.update(slope=1.14, intercept=-0.09, r2=0.91)
+    assert status(results, details, "fig7") == "reproduced"
+
+
+def test_table2_is_two_sided_and_fig6_relative():
+    results, details = synthetic()
+    results["accuracy"]["anil"]["mean"] = results["accuracy"]["maml"]["mean"] + 0.031
+    assert status(results, details, "table2") == "NOT reproduced"   # much better is not "matches"
+    results["accuracy"]["anil"]["mean"] = results["accuracy"]["maml"]["mean"] + 0.029
+    assert status(results, details, "table2") == "reproduced"
+    results["weight_change"] = {"conv1": 0.1, "conv2": 0.1, "conv3": 0.1, "conv4": 0.3, "head": 0.5}
+    assert status(results, details, "fig6") == "partly reproduced"   # below the head, not small
+    results["weight_change"]["conv4"] = 0.25
+    assert status(results, details, "fig6") == "reproduced"
+    results["weight_change"]["conv4"] = 0.6
+    assert status(results, details, "fig6") == "NOT reproduced"
 
 
 def test_missing_results_are_reported_as_not_measured():
@@ -241,7 +292,14 @@ def test_tiny_pipeline_writes_every_output(tiny_run):
     for m in ("cca", "cka"):
         assert set(r["pre_post"][m]) == set(LAYERS)
         assert all(-1e-9 <= v <= 1 + 1e-9 for v in r["pre_post"][m].values())
-        assert 0.0 <= r["cross_seed_r2"][m] <= 1.0 + 1e-9 or r["cross_seed_r2"][m] < 0
+        # each fit is the least-squares line through the saved points (an independent polyfit)
+        d = read_json(out / "details.json")["cross_seed"][m]
+        for comp, fit in r["cross_seed_fit"][m].items():
+            slope, intercept = np.polyfit(d["x"], d[comp], 1)
+            assert fit["slope"] == pytest.approx(slope, rel=1e-8, abs=1e-10)
+            assert fit["intercept"] == pytest.approx(intercept, rel=1e-8, abs=1e-10)
+        assert r["cross_seed_r2"][m] == min(f["r2"] for f in r["cross_seed_fit"][m].values())
+        assert set(r["pre_post_chance"][m]) == set(LAYERS)
         for pair in ("maml-maml", "anil-anil", "anil-maml"):
             assert 0.0 <= r["maml_anil_similarity"][pair][m] <= 1.0 + 1e-9
     assert set(r["weight_change"]) == set(LAYERS) and all(v >= 0 for v in r["weight_change"].values())
@@ -291,7 +349,12 @@ def test_only_trains_what_the_outputs_need():
     everything = _needed_runs(preset, OUTPUTS)
     assert sorted(everything) == sorted([("maml", 0), ("maml", 1), ("anil", 0), ("anil", 1),
                                          ("fomaml", 0), ("multiclass", 0), ("multitask", 0),
-                                         ("random", 0), ("nil", 0)])
+                                         ("random", 0), ("nil", 0), ("multiclass-head", 0),
+                                         ("multitask-head", 0)])
+    # Table 7's heads are trained with MAML on the regime's frozen body, after the regime
+    cfg = run_config(preset, "multitask-head", 0, Path("runs"))
+    assert cfg.algorithm == "random" and cfg.body_from == str(Path("runs") / "multitask-s0")
+    assert everything.index(("multitask-head", 0)) > everything.index(("multitask", 0))
 
 
 def test_cli_rejects_bad_only(tmp_path, capsys):

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from meta.inner import adapt, all_params, freeze_blocks, head_only
+from meta.inner import adapt, all_params, freeze_blocks, head_only, inner_loss, without_norm
 from meta.models import Conv4
 
 
@@ -43,9 +43,41 @@ def test_one_step_equals_plain_gradient_descent():
         for k, p in model.named_parameters():
             p.copy_(params[k])
     F.cross_entropy(model(x), y).backward()
-    fast = adapt(model, params, x, y, steps=1, lr=0.3)
+    fast = adapt(model, params, x, y, steps=1, lr=0.3, reduction="mean")
     for k, p in model.named_parameters():
         torch.testing.assert_close(fast[k].detach(), p.detach() - 0.3 * p.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_reference_reduction_is_the_summed_loss_over_shots():
+    # The MAML reference code's inner loss: per-example cross-entropy / shots, summed over the
+    # ways * shots support examples; one step of lr on it is ways times the step on the mean.
+    model, params, x, y = _setup(1, ways=3, n=6)            # 3 ways, 2 shots
+    logits = functional_call(model, {k: v.detach() for k, v in params.items()}, (x,))
+    per_example = -torch.log_softmax(logits, 1)[torch.arange(6), y]
+    torch.testing.assert_close(inner_loss(logits, y, reduction="sum"), per_example.sum() / 2)
+    torch.testing.assert_close(inner_loss(logits, y, reduction="mean"), per_example.mean())
+    with torch.no_grad():
+        for k, p in model.named_parameters():
+            p.copy_(params[k])
+    (F.cross_entropy(model(x), y, reduction="none") / 2).sum().backward()
+    fast = adapt(model, params, x, y, steps=1, lr=0.1)                 # default: reference units
+    mean = adapt(model, params, x, y, steps=1, lr=0.3, reduction="mean")
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(fast[k].detach(), p.detach() - 0.1 * p.grad, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(fast[k].detach(), mean[k].detach(), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="reduction: expected"):
+        adapt(model, params, x, y, steps=1, lr=0.1, reduction="max")
+
+
+def test_without_norm_keeps_batch_norm_offsets_fixed():
+    model, params, x, y = _setup(6)
+    fast = adapt(model, params, x, y, steps=2, lr=0.5, trainable=without_norm(all_params))
+    for k in params:
+        if ".1." in k:                                     # conv{i}.1.bias: the offsets
+            assert fast[k] is params[k], k
+        else:
+            assert not torch.equal(fast[k], params[k]), k
+    assert without_norm(head_only) is head_only
 
 
 def test_head_only_leaves_body_bit_identical():

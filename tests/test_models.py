@@ -40,7 +40,8 @@ def test_layer_names_and_parameter_names():
     model = Conv4(5, hidden=4)
     assert model.layer_names == LAYER_NAMES == ("conv1", "conv2", "conv3", "conv4", "head")
     names = [n for n, _ in model.named_parameters()]
-    assert names[:3] == ["conv1.0.weight", "conv1.1.weight", "conv1.1.bias"]   # no conv bias
+    # no conv bias; batch norm with an offset and no scale (the MAML reference code)
+    assert names[:3] == ["conv1.0.weight", "conv1.1.bias", "conv2.0.weight"]
     assert names[-2:] == ["head.weight", "head.bias"]
     assert model.conv1[0].stride == (2, 2) and model.conv1[0].padding == (1, 1)
 
@@ -73,3 +74,32 @@ def test_bad_arguments_raise(kw):
     ways = kw.pop("ways")
     with pytest.raises(ValueError, match="expected a positive int"):
         Conv4(ways, **kw)
+
+
+def test_batch_norm_offset_matches_a_hand_normalisation():
+    torch.manual_seed(0)
+    model = Conv4(3, hidden=4).double()
+    with torch.no_grad():
+        model.conv1[1].bias.copy_(torch.tensor([0.5, -1.0, 0.0, 2.0]))
+    x = torch.rand(5, 1, 28, 28, dtype=torch.float64)
+    h = model.conv1[0](x)
+    mean, var = h.mean(dim=(0, 2, 3), keepdim=True), h.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    want = torch.relu((h - mean) / torch.sqrt(var + 1e-3) + model.conv1[1].bias.view(1, -1, 1, 1))
+    torch.testing.assert_close(model.conv1(x), want)
+
+
+def test_initialisation_follows_the_reference_code():
+    torch.manual_seed(0)
+    omni, mini = Conv4.omniglot(20), Conv4.miniimagenet(5)
+    # Glorot-uniform convolutions: bound sqrt(6 / (fan_in + fan_out)), fan = channels * 9
+    bound = (6 / (64 * 9 + 64 * 9)) ** 0.5
+    w = omni.conv2[0].weight
+    assert float(w.abs().max()) <= bound and float(w.abs().max()) > 0.9 * bound
+    # Omniglot head: standard normal; MiniImageNet head: Glorot-uniform; zero biases
+    assert 0.8 < float(omni.head.weight.std()) < 1.2
+    assert float(mini.head.weight.abs().max()) <= (6 / (800 + 5)) ** 0.5
+    assert float(omni.head.bias.abs().max()) == 0 and float(omni.conv1[1].bias.abs().max()) == 0
+    glorot = Conv4(20, head_init="glorot")
+    assert float(glorot.head.weight.abs().max()) <= (6 / (64 + 20)) ** 0.5
+    with pytest.raises(ValueError, match="head_init"):
+        Conv4(5, head_init="zeros")

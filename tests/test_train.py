@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from meta.cli import main
+from meta.data import Glyphs, TaskSampler, load_dataset
 from meta.config import PRESETS, TrainConfig, get_preset
 from meta.evaluate import evaluate, load_run
-from meta.train import checkpoint_path, train
+from meta.train import checkpoint_path, load_checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +81,7 @@ def test_regimes_train_exactly_their_parameters(tmp_path, algorithm):
         elif k.endswith("weight"):
             assert moved, k
     heads = after["head.weight"].shape[0]
-    assert heads == (1056 if algorithm == "multiclass" else cfg.ways)
+    assert heads == (len(Glyphs(cfg.train_split)) if algorithm == "multiclass" else cfg.ways)
     result = evaluate(run, tasks=3)
     assert 0 <= result["accuracy"]["mean"] <= 1
 
@@ -107,6 +108,12 @@ def test_evaluate_options_files_and_values(tmp_path):
     assert evaluate(run, freeze=(1, 2, 3))["file"] == "eval-freeze1,2,3.json"
     assert evaluate(run, head="nil")["file"] == "eval-head-nil.json"
     assert evaluate(run, checkpoint=3, inner_steps=0)["file"] == "eval-steps0-step3.json"
+    frozen0 = evaluate(run, freeze=(1, 2, 3, 4), inner_steps=0, tasks=4)
+    # all frozen and no step: the unadapted meta-initialisation, scored by hand
+    tasks = TaskSampler.fixed(load_dataset(cfg.dataset, cfg.test_split), cfg.ways, cfg.shots,
+                              cfg.query, 4, seed=0, augment_rotations=cfg.augment_rotations)
+    hand = [float((model(t.query_x).argmax(1) == t.query_y).double().mean()) for t in tasks]
+    assert frozen0["accuracy"]["mean"] == pytest.approx(sum(hand) / 4, abs=1e-12)
     assert (run / "eval-freeze1,2,3.json").exists() and (run / "eval-head-nil.json").exists()
     with pytest.raises(ValueError, match="checkpoint: expected"):
         evaluate(run, checkpoint=4)
@@ -166,3 +173,39 @@ def test_cli_user_errors_exit_2_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert "expected" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["maml", "anil"])
+def test_training_beats_chance(tmp_path, algorithm):
+    # 5-way 1-shot Glyphs, a small network, 150 iterations: far above the 20% of guessing on
+    # held-out characters, and above the same network adapted the same way before training.
+    cfg = get_preset("glyphs-quick").replace(
+        algorithm=algorithm, hidden=16, iterations=150, max_seconds=None, checkpoints=(1,),
+        val_every=1000, val_tasks=2, eval_tasks=100, log_every=50)
+    run = train(cfg, tmp_path / algorithm, progress=False)
+    trained = evaluate(run)["accuracy"]
+    untrained = evaluate(run, checkpoint=1)["accuracy"]
+    assert trained["mean"] - 2 * trained["ci95"] > 0.2 + 0.2, trained
+    assert trained["mean"] > untrained["mean"] + 0.03, (trained, untrained)
+
+
+class _RunsCode:
+    """Unpickling this object would call ``os.system``: a checkpoint nobody should execute."""
+
+    def __reduce__(self):
+        import os
+        return (os.system, ("echo ran > /dev/null",))
+
+
+def test_checkpoints_load_without_running_code(tmp_path):
+    run = train(get_preset("tiny"), tmp_path / "run", progress=False)
+    state = torch.load(checkpoint_path(run), map_location="cpu", weights_only=True)  # plain data
+    assert state["iteration"] == get_preset("tiny").iterations
+    bad = tmp_path / "bad" / "checkpoints"
+    bad.mkdir(parents=True)
+    torch.save({"iteration": 1, "model": _RunsCode()}, bad / "last.pt")
+    with pytest.raises(ValueError, match="refusing to run it"):
+        load_checkpoint(bad / "last.pt")
+    with pytest.raises(ValueError, match="refusing to run it"):
+        load_run(tmp_path / "bad")

@@ -23,8 +23,10 @@ Split by script, like Omniglot by alphabet (fixed; see ``SCRIPTS``), about 62/38
 * evaluation: Georgian, Hebrew, Arabic, N'Ko, Lao, Tifinagh, Lisu, Ogham, Old Italic,
   mathematical operators, box drawing.
 
-MAML-style names are accepted too: ``"train"`` / ``"val"`` divide the background classes
-(every 12th class is a validation class), ``"test"`` is the evaluation split.
+MAML-style splits over all classes, as for Omniglot (:mod:`meta.data.splits`): ``"train"``,
+``"val"``, ``"test"`` after a seeded character-level shuffle (the reference code's protocol:
+test characters from scripts also seen in training), and ``"train-ordered"``, ``"val-ordered"``,
+``"test-ordered"``, the same sizes in class order (whole scripts held out for test).
 
 The first call renders both splits (about 7 s of CPU on one core) and caches them in one
 compressed ``.npz`` under ``cache_dir`` / ``$REPSIM_CACHE`` / ``~/.cache/repsim``; the file
@@ -55,6 +57,7 @@ from scipy import ndimage
 
 from meta.data._cache import cache_key, load_npz, resolve_cache_dir, try_save_npz
 from meta.data.base import FewShotDataset
+from meta.data.splits import ORDERED_SPLITS, SHUFFLED_SPLITS, ordered_split, shuffled_split
 
 __all__ = ["Glyphs", "SCRIPTS", "RENDERER_VERSION", "glyph_classes", "render_glyph_set"]
 
@@ -88,10 +91,7 @@ SCRIPTS: tuple[tuple[str, str, tuple[tuple[int, int], ...]], ...] = (
 )
 
 _SPLITS = ("background", "evaluation")
-#: MAML-style aliases: "train" / "val" split the background classes (every ``_VAL_EVERY``-th
-#: class, counted in class order, is a validation class); "test" is the evaluation split.
-_ALIASES = ("train", "val", "test")
-_VAL_EVERY = 12
+_ALIASES = SHUFFLED_SPLITS + ORDERED_SPLITS
 _RENDER_PX = 96          # font size of the clean rendering
 _FINE = 112              # resolution of the clean glyph and of its distance field
 _BOX = 80                # the clean glyph's longer side, in fine pixels
@@ -358,10 +358,10 @@ def Glyphs(  # noqa: N802  (a loader named like the dataset, as torchvision does
 
     Parameters
     ----------
-    split : {"background", "evaluation", "train", "val", "test"}
-        Scripts are split as in the module docstring (about 60/40 of the classes); "train" and
-        "val" divide the background classes (every 12th class is a validation class), "test"
-        is "evaluation".
+    split : {"background", "evaluation", "train", "val", "test", "train-ordered", ...}
+        Scripts are split as in the module docstring (about 60/40 of the classes); "train",
+        "val", "test" are the reference code's character-level shuffled split of all classes,
+        "*-ordered" the same sizes in class order (background scripts first).
     seed : int
         Seed of the per-example variations; the same seed gives the same bytes.
     cache_dir : path, optional
@@ -390,11 +390,12 @@ def Glyphs(  # noqa: N802  (a loader named like the dataset, as torchvision does
                              image_size=int(image_size),
                              max_classes=None if max_classes is None else int(max_classes),
                              cache_dir=cache_dir)
-    mask = arrays["splits"] == ("evaluation" if split in ("evaluation", "test") else "background")
-    if split in ("train", "val"):
-        is_val = np.zeros_like(mask)
-        is_val[np.flatnonzero(mask)[_VAL_EVERY - 1::_VAL_EVERY]] = True
-        mask = mask & (is_val if split == "val" else ~is_val)
+    n = len(arrays["splits"])
+    if split in _SPLITS:
+        mask = arrays["splits"] == split
+    else:
+        mask = np.zeros(n, dtype=bool)
+        mask[shuffled_split(n, split) if split in SHUFFLED_SPLITS else ordered_split(n, split)] = True
     images = torch.from_numpy(np.ascontiguousarray(arrays["images"][mask]))[:, :, None]
     names = [f"{s}/U+{cp:04X}" for s, cp in zip(arrays["scripts"][mask], arrays["codepoints"][mask])]
     return FewShotDataset(images, name="glyphs", split=split, class_names=names)

@@ -13,9 +13,12 @@ Pixels are inverted to ink high and shrunk from 105x105 to ``image_size`` by are
 (:func:`torch.nn.functional.interpolate` with ``mode="area"``, i.e. adaptive average pooling),
 rounded to uint8. The resized arrays are cached as ``.npz`` (see :mod:`meta.data._cache`).
 
-Splits: ``"background"`` and ``"evaluation"`` (official); and the MAML split over all 1623
-characters in official order (background then evaluation): ``"train"`` = the first 1100,
-``"val"`` = the next 100, ``"test"`` = the last 423.
+Splits: ``"background"`` and ``"evaluation"`` (official); the MAML reference split of all 1623
+characters, shuffled with a fixed seed at the character level (:mod:`meta.data.splits`):
+``"train"`` 1100, ``"val"`` 100, ``"test"`` 423 characters, test characters from alphabets also
+seen in training; and the same sizes in official order (background then evaluation),
+``"train-ordered"`` = the first 1100, ``"val-ordered"`` the next 100, ``"test-ordered"`` the last
+423 (test characters all from unseen alphabets: harder).
 
 >>> train = Omniglot(split="train").with_rotations()   # doctest: +SKIP
 >>> len(train)                                          # doctest: +SKIP
@@ -35,14 +38,15 @@ from PIL import Image, UnidentifiedImageError
 
 from meta.data._cache import cache_key, load_npz, resolve_cache_dir, try_save_npz
 from meta.data.base import FewShotDataset
+from meta.data.splits import ORDERED_SPLITS, SHUFFLED_SPLITS, ordered_split, shuffled_split
 
 __all__ = ["Omniglot", "resolve_omniglot_root", "OFFICIAL_SPLITS", "MAML_SPLITS"]
 
 logger = logging.getLogger(__name__)
 
 OFFICIAL_SPLITS = ("background", "evaluation")
-#: MAML split over the 1623 characters in official order: ``(start, stop)``.
-MAML_SPLITS = {"train": (0, 1100), "val": (1100, 1200), "test": (1200, 1623)}
+#: Character-level splits over all 1623 characters (shuffled, and in official order).
+MAML_SPLITS = SHUFFLED_SPLITS + ORDERED_SPLITS
 _VERSION = 1
 _NUMBER = re.compile(r"^(\d+)_\d+$")
 
@@ -201,8 +205,10 @@ def Omniglot(  # noqa: N802  (a loader named like the dataset, as torchvision do
     root : path, optional
         Folder holding ``images_background/`` and ``images_evaluation/`` or the two ``.npz``;
         see :func:`resolve_omniglot_root` for the default.
-    split : {"background", "evaluation", "train", "val", "test"}
-        Official split, or MAML's 1100 / 100 / 423 split of all characters in official order.
+    split : {"background", "evaluation", "train", "val", "test", "train-ordered", ...}
+        Official split; MAML's 1100 / 100 / 423 split of all characters after a seeded
+        character-level shuffle (the reference code's protocol); or the same sizes in official
+        order (``"*-ordered"``).
     image_size : int
         Side of the area-averaged images (28 as in MAML; 105 keeps the originals).
     cache_dir : path, optional
@@ -215,7 +221,7 @@ def Omniglot(  # noqa: N802  (a loader named like the dataset, as torchvision do
     """
     if split not in OFFICIAL_SPLITS and split not in MAML_SPLITS:
         raise ValueError(
-            f"split: expected one of {OFFICIAL_SPLITS + tuple(MAML_SPLITS)}, got {split!r}"
+            f"split: expected one of {OFFICIAL_SPLITS + MAML_SPLITS}, got {split!r}"
         )
     if int(image_size) < 1:
         raise ValueError(f"image_size: expected a positive integer, got {image_size}")
@@ -231,11 +237,8 @@ def Omniglot(  # noqa: N802  (a loader named like the dataset, as torchvision do
             )
         everything = np.concatenate([parts[0][0], parts[1][0]])
         all_names = parts[0][1] + parts[1][1]
-        start, stop = MAML_SPLITS[split]
-        if everything.shape[0] < MAML_SPLITS["test"][1]:
-            # A smaller copy (tests, subsets): keep the same proportions.
-            n = everything.shape[0]
-            start, stop = round(start * n / 1623), round(stop * n / 1623)
-        images, names = everything[start:stop], all_names[start:stop]
+        n = everything.shape[0]
+        pick = shuffled_split(n, split) if split in SHUFFLED_SPLITS else ordered_split(n, split)
+        images, names = everything[pick], [all_names[i] for i in pick]
     tensor = torch.from_numpy(np.ascontiguousarray(images))[:, :, None]
     return FewShotDataset(tensor, name="omniglot", split=split, class_names=names)
