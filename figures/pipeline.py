@@ -47,7 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from figures import fig2_pre_post, fig3_training, fig5_curves, fig6_weight_change
-from figures import fig7_cross_seed, fig11_maml_anil
+from figures import fig7_cross_seed, fig11_maml_anil, fig_network_map
 from figures import report as report_mod
 
 __all__ = [
@@ -71,7 +71,7 @@ FREEZES = {"none": (), "1": (1,), "1,2": (1, 2), "1,2,3": (1, 2, 3), "1,2,3,4": 
 REGIMES = ("multiclass", "multitask", "random", "nil")
 
 FIGURES = {m.NAME: m for m in (fig2_pre_post, fig3_training, fig5_curves, fig6_weight_change,
-                               fig7_cross_seed, fig11_maml_anil)}
+                               fig7_cross_seed, fig11_maml_anil, fig_network_map)}
 TABLES = ("table1", "table2", "table3", "table5", "table6", "table8")
 OUTPUTS = tuple(FIGURES) + TABLES
 _ALIASES = {"fig8": "fig7", "fig9": "fig3", "fig10": "fig5", "table4": "table2", "table7": "table5"}
@@ -205,11 +205,14 @@ def _needed_runs(preset: PipelinePreset, outputs: tuple[str, ...]) -> list[tuple
         add("maml", s if set(outputs) - {"fig3", "fig6"} else s[:1])
     if {"table2", "fig5", "table3", "fig11", "table5"} & set(outputs):
         add("anil", s)
-    if "table2" in outputs:
+    if "table2" in outputs or "map" in outputs:
         add("fomaml", s[:1])
-    if {"table5", "table8"} & set(outputs):
+    if "map" in outputs:
+        add("maml", s)
+        add("anil", s)
+    if {"table5", "table8", "map"} & set(outputs):
         for r in preset.regimes:
-            if r != "nil" or "table5" in outputs:
+            if r != "nil" or {"table5", "map"} & set(outputs):
                 add(r, s[:1])
     if "table5" in outputs:
         # Table 7: a new head meta-learned with MAML on each regime's frozen body (App. D.1)
@@ -383,6 +386,74 @@ def _cross(dir_a, dir_b, tasks, *, comparisons, layers=CONV) -> dict:
         adapt_a=AdaptSpec(tr_a, cfg_a.inner_steps_test, cfg_a.inner_lr, cfg_a.inner_loss),
         adapt_b=AdaptSpec(tr_b, cfg_b.inner_steps_test, cfg_b.inner_lr, cfg_b.inner_loss), layers=layers,
         comparisons=comparisons)
+
+
+def _network_map(run_dirs: dict[str, Path], tasks, *, alpha: float = 1.0) -> dict:
+    """Penultimate features of every run on the same test images, their pairwise angular shape
+    distances and a 2-D metric-MDS embedding (the network map)."""
+    import repsim
+    from meta.algorithms import body_features
+
+    images = torch.cat([t.query_x for t in tasks])                    # (tasks*ways*query, C, H, W)
+    feats = {}
+    for name, run_dir in sorted(run_dirs.items()):
+        _, model, params, _ = _load(run_dir)
+        with torch.no_grad():
+            feats[name] = body_features(model, params, images)          # (N, feature_dim)
+    dist = repsim.pairwise_distances(feats, measure="shape", alpha=alpha, score="angular")
+    xy = repsim.embed_distances(dist, n_components=2, seed=0)
+    return {"runs": list(feats), "alpha": alpha, "samples": int(images.shape[0]),
+            "distances": dist.tolist(), "xy": [[float(a), float(b)] for a, b in xy]}
+
+
+def _pooled_features(run_dir: Path, images: torch.Tensor) -> list[torch.Tensor]:
+    """conv1..conv4 of one run on ``images``, each averaged over positions: ``(N, C)``."""
+    from meta.analysis import layer_activations
+
+    _, model, params, _ = _load(run_dir)
+    acts = layer_activations(model, params, images, layers=CONV)
+    return [acts[k].mean(dim=(2, 3)) for k in CONV]
+
+
+def _cka_difference_ci(feats: dict[str, list[torch.Tensor]], first: tuple[str, str],
+                       second: tuple[str, str], *, n_boot: int = 1000) -> dict[str, float]:
+    """Percentile bootstrap (test images resampled, 95%) of the body-mean linear CKA of the pair
+    ``first`` minus that of ``second``, on position-averaged conv features."""
+    import repsim
+
+    names = sorted(set(first) | set(second))
+    blocks = [(n, i, f) for n in names for i, f in enumerate(feats[n])]
+    cols, start = {}, 0
+    for n, i, f in blocks:
+        cols[(n, i)] = slice(start, start + f.shape[1])
+        start += f.shape[1]
+    x = torch.cat([f for _, _, f in blocks], 1)                       # (N, sum of widths)
+
+    def body_cka(xb, a, b):
+        return sum(repsim.linear_cka(xb[:, cols[(a, i)]], xb[:, cols[(b, i)]])
+                   for i in range(len(CONV))) / len(CONV)
+
+    def difference(xb, _):
+        return body_cka(xb, *first) - body_cka(xb, *second)
+
+    r = repsim.bootstrap_ci(x, x[:, :1], measure=difference, n_boot=n_boot, generator=0)
+    return {"value": float(r.value), "low": float(r.low), "high": float(r.high)}
+
+
+def _difference_intervals(dirs, s, regimes, tasks) -> dict[str, dict[str, float]]:
+    """Table 3 and Table 8 differences with bootstrap intervals (see :func:`_cka_difference_ci`)."""
+    images = torch.cat([t.query_x for t in tasks])
+    ref = ("maml", s[1])
+    runs = {("anil", s[0]), ("maml", s[0]), ref} | {(r, s[0]) for r in regimes}
+    feats = {_run_name(*k): _pooled_features(dirs[k], images) for k in sorted(runs)}
+    m = _run_name(*ref)
+    out = {"anil-maml minus maml-maml": _cka_difference_ci(
+        feats, (_run_name("anil", s[0]), m), (_run_name("maml", s[0]), m))}
+    order = [r for r in ("multiclass", "random", "multitask") if r in regimes]
+    for hi, lo in zip(order, order[1:]):
+        out[f"{hi} minus {lo} (vs MAML)"] = _cka_difference_ci(
+            feats, (_run_name(hi, s[0]), m), (_run_name(lo, s[0]), m))
+    return out
 
 
 # --------------------------------------------------------------------------- timing (Table 6)
@@ -563,7 +634,7 @@ def _run(preset: PipelinePreset, out_dir, outputs: tuple[str, ...], runs_dir, qu
         # ------------------------------------------------------------ analyse
         t = time.perf_counter()
         tasks = _double_tasks(_analysis_tasks(preset, base)) if want & {
-            "fig2", "fig3", "fig6", "fig7", "table3", "fig11", "table8"} else []
+            "fig2", "fig3", "fig6", "fig7", "table3", "fig11", "table8", "map"} else []
         if "fig2" in want or ("fig6" in want and "fig3" not in want):
             pp = [_pre_post(D("maml", x), tasks) for x in s]
             results["pre_post"] = _mean_over([p.similarity for p in pp])
@@ -620,6 +691,12 @@ def _run(preset: PipelinePreset, out_dir, outputs: tuple[str, ...], runs_dir, qu
             results["maml_anil_similarity"] = {
                 g: {m: sum(v[m][k] for k in CONV) / len(CONV) for m in ("cca", "cka")}
                 for g, v in layers.items()}
+        if {"table3", "table8"} <= want and len(s) > 1:
+            regimes = [r for r in ("multiclass", "random", "multitask") if r in preset.regimes]
+            results["difference_ci"] = _difference_intervals(dirs, s, regimes, tasks)
+        if "map" in want:
+            details["network_map"] = _network_map(
+                {_run_name(*k): v for k, v in dirs.items() if not k[0].endswith("-head")}, tasks)
         if "table8" in want:
             ref = ("maml", s[1] if len(s) > 1 else s[0])
             regimes = ["maml"] + [r for r in ("multiclass", "random", "multitask") if r in preset.regimes]

@@ -462,6 +462,15 @@ def _sections(r: dict, d: dict) -> list[str]:
                    for k in ("train_speedup_anil_vs_maml", "train_speedup_fomaml_vs_maml",
                              "inference_speedup_anil_vs_maml")])
 
+    ci = r.get("difference_ci") or {}
+    if ci:
+        out += ["", "## Differences with 95% bootstrap intervals", "",
+                "Linear CKA on position-averaged conv features, mean over conv1..conv4, test images "
+                "resampled 1000 times (`repsim.bootstrap_ci`); an interval that excludes 0 is a "
+                "difference these images resolve.", ""]
+        out += _table(["difference", "value", "95% interval"],
+                      [[k, _f(v["value"], 3), f"[{_f(v['low'], 3)}, {_f(v['high'], 3)}]"]
+                       for k, v in ci.items()])
     out += ["", "## Table 8 — training regimes compared with MAML (mean over conv1..conv3)", ""]
     rs = r.get("regime_similarity") or {}
     out += _table(["regime", "CCA", "CKA", "paper CCA", "paper CKA"],

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from meta.algorithms import ALGORITHMS
 from meta.config import PRESETS, TrainConfig, get_preset
+from meta.rl.config import RL_PRESETS
 
 __all__ = ["main", "build_parser", "parse_set"]
 
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a run (resumes if RUN holds the same config)",
                        description="Train a run directory; an existing one with the same config resumes.")
-    t.add_argument("--preset", required=True, choices=sorted(PRESETS), help="hyperparameter preset")
+    t.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(RL_PRESETS),
+                   help="hyperparameter preset (RL: " + ", ".join(sorted(RL_PRESETS)) + ")")
     t.add_argument("--algorithm", choices=ALGORITHMS, help="override the preset's algorithm")
     t.add_argument("--data-root", help="folder with the dataset files")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
@@ -92,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
+    if args.preset in RL_PRESETS:                      # MAML-RL / ANIL-RL: meta.rl
+        from meta.rl.cli import train_command
+        return train_command(args)
     from meta.train import train
 
     cfg = get_preset(args.preset)
@@ -107,6 +112,10 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from meta.rl.train import is_rl_run
+    if is_rl_run(args.run):
+        from meta.rl.cli import evaluate_command
+        return evaluate_command(args)
     from meta.evaluate import evaluate
 
     checkpoint = args.checkpoint

@@ -6,12 +6,11 @@
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 from meta.algorithms import ALGORITHMS
 from meta.inner import REDUCTIONS
+from meta._config_base import ConfigMixin
 
 __all__ = ["TrainConfig", "PRESETS", "get_preset", "DATASETS"]
 
@@ -19,7 +18,7 @@ DATASETS = ("glyphs", "omniglot", "miniimagenet")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ConfigMixin):
     """Everything that determines a training run (paper hyperparameters in :data:`PRESETS`)."""
 
     algorithm: str = "maml"          # maml | fomaml | anil | multiclass | multitask | random | nil
@@ -106,32 +105,6 @@ class TrainConfig:
     def first_order(self) -> bool:
         """Derived from the algorithm: True only for first-order MAML."""
         return self.algorithm == "fomaml"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        d = dataclasses.asdict(self)
-        d["checkpoints"] = list(self.checkpoints)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are a ValueError."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"config: expected fields from {sorted(known)}, got unknown {unknown}")
-        d = dict(d)
-        if "checkpoints" in d:
-            d["checkpoints"] = tuple(d["checkpoints"])
-        return cls(**d)
-
-    def replace(self, **fields: Any) -> TrainConfig:
-        """A copy with ``fields`` changed (validated; unknown names are a ValueError)."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(fields) - known)
-        if unknown:
-            raise ValueError(f"fields: expected names from {sorted(known)}, got unknown {unknown}")
-        return dataclasses.replace(self, **fields)
 
 
 # The paper's settings (PAPER.md, App. A/B.1); where the paper is silent, the MAML reference

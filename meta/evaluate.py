@@ -22,7 +22,7 @@ from meta.config import TrainConfig
 from meta.data import Task, TaskSampler, load_dataset
 from meta.inner import freeze_blocks
 from meta.models import Conv4
-from meta.train import atomic_write_text, build_model, checkpoint_path, load_checkpoint
+from meta.train import atomic_write_text, build_model, checkpoint_path, load_checkpoint, torch_threads
 
 __all__ = ["load_run", "evaluate", "eval_filename"]
 
@@ -150,8 +150,13 @@ def evaluate(
     steps = cfg.inner_steps_test if inner_steps is None else inner_steps
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"inner_steps: expected a non-negative int, got {steps!r}")
-    torch.set_num_threads(cfg.threads)
+    with torch_threads(cfg.threads):
+        return _evaluate(run_dir, state, cfg, model, params, tasks=tasks, freeze=freeze, head=head,
+                         steps=steps, checkpoint=checkpoint, split=split, seed=seed, device=device)
 
+
+def _evaluate(run_dir, state, cfg, model, params, *, tasks, freeze, head, steps, checkpoint, split,
+              seed, device) -> dict[str, Any]:
     start = time.perf_counter()
     model = model.to(device)
     params, trainable = eval_setup(cfg.algorithm, params, cfg.ways, freeze=freeze,

@@ -15,6 +15,7 @@ PosixPath('runs/tiny')
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -34,8 +35,9 @@ from meta.algorithms import multiclass_loss, predict, task_loss, eval_setup
 from meta.config import TrainConfig
 from meta.data import Task, TaskSampler, load_dataset
 from meta.models import Conv4
+from meta._config_base import check_run_dir
 
-__all__ = ["train", "build_model", "load_body", "load_checkpoint", "validate", "checkpoint_path", "atomic_save",
+__all__ = ["train", "build_model", "load_body", "load_checkpoint", "torch_threads", "validate", "checkpoint_path", "atomic_save",
            "atomic_write_text", "outer_parameter_names"]
 
 log = logging.getLogger(__name__)
@@ -142,17 +144,15 @@ def validate(model, params, tasks, cfg: TrainConfig, device) -> dict[str, float]
     return {"val_loss": float(np.mean(losses)), "val_accuracy": float(np.mean(accs))}
 
 
-def _check_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
-    path = run_dir / "config.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved != cfg.to_dict():
-            diff = sorted(k for k in set(saved) | set(cfg.to_dict())
-                          if saved.get(k) != cfg.to_dict().get(k))
-            raise ValueError(
-                f"run_dir: expected {run_dir} to hold a run with the same config, got different "
-                f"fields {diff}; use a new directory"
-            )
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)``, then restore the caller's count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> dict[str, Any]:
@@ -227,17 +227,17 @@ def train(
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"cfg: expected a TrainConfig, got {type(cfg).__name__}")
     run_dir = Path(run_dir)
-    _check_run_dir(run_dir, cfg)
+    check_run_dir(run_dir, cfg)
     ctx = distributed.setup(cfg.device)
     try:
-        return _train(cfg, run_dir, ctx, progress=progress, stop_after=stop_after)
+        # Threads: torch's default (all cores) collapses when other processes share them.
+        with torch_threads(cfg.threads):
+            return _train(cfg, run_dir, ctx, progress=progress, stop_after=stop_after)
     finally:
         distributed.teardown(ctx)
 
 
 def _train(cfg, run_dir, ctx, *, progress, stop_after) -> Path:
-    # Threads: torch's default (all cores) collapses when other processes share them.
-    torch.set_num_threads(cfg.threads)
     device = ctx.device
     if ctx.is_main:
         atomic_write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", run_dir / "config.json")

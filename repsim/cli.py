@@ -127,8 +127,9 @@ def _load_npz(path: Path, label: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def _load_source(path: Path, label: str) -> _Source:
-    """Read activations (.npz / .pt dict) or a model (TorchScript / full torch.save pickle)."""
+def _load_source(path: Path, label: str, *, trust_pickle: bool = False) -> _Source:
+    """Read activations (.npz / .pt dict) or a model (TorchScript; a full torch.save pickle
+    only with ``trust_pickle``, since unpickling it runs code from the file)."""
     _check_file(path, label, _ACT_SUFFIXES)
     if path.suffix.lower() == ".npz":
         return _Source(label, path, acts=_load_npz(path, label))
@@ -145,6 +146,11 @@ def _load_source(path: Path, label: str) -> _Source:
         raise UserError(f"{label}: could not read {path.name!r}: {err}") from err
     if obj is not None:
         return _Source(label, path, acts=_tensor_dict(obj, label, path))
+    if not trust_pickle:
+        raise UserError(
+            f"{label}: {path.name!r} is not plain tensors: loading it would run code stored in the "
+            f"file; pass --trust-pickle if you trust it, or save TorchScript or activations instead"
+        )
     try:
         # A full pickle of an nn.Module: this runs code from the file (documented in --help).
         obj = torch.load(path, map_location="cpu", weights_only=False)
@@ -493,7 +499,8 @@ def _compare(args: argparse.Namespace) -> int:
         )
     wanted_a = _split_names(args.layers)
     wanted_b = _split_names(args.layers_b) if args.layers_b is not None else wanted_a
-    sources = [_load_source(Path(args.a), "A"), _load_source(Path(args.b), "B")]
+    sources = [_load_source(Path(args.a), "A", trust_pickle=args.trust_pickle),
+               _load_source(Path(args.b), "B", trust_pickle=args.trust_pickle)]
     inputs = None
     if any(s.model is not None for s in sources):
         if args.inputs is None:
@@ -676,9 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and prints the table.",
         epilog="A and B are activation files ({layer: array} in .npz, or in .pt read with "
         "torch.load(weights_only=True)) or saved models: TorchScript (torch.jit.save; only its "
-        "'output' can be compared) or a full torch.save(model) pickle. WARNING: a pickled model is "
-        "loaded with torch.load(weights_only=False), which runs code stored in the file; only "
-        "compare models you trust. Models are run in eval mode on --inputs, batch by batch.",
+        "'output' can be compared) or, with --trust-pickle, a full torch.save(model) pickle: "
+        "unpickling runs code stored in the file, so without the flag such a file is refused. "
+        "Models are run in eval mode on --inputs, batch by batch.",
     )
     cmp.add_argument("a", metavar="A", help="activations (.npz/.pt) or saved model (.pt/.pth)")
     cmp.add_argument("b", metavar="B", help="activations (.npz/.pt) or saved model (.pt/.pth)")
@@ -713,6 +720,9 @@ def build_parser() -> argparse.ArgumentParser:
         "every measure but rbf_cka; debiased_cka on layers wider than 8192 features falls back "
         "to repsim.MinibatchCKA; rank 0 writes the outputs",
     )
+    cmp.add_argument("--trust-pickle", action="store_true",
+                     help="allow loading a full torch.save(model) pickle, which runs code from the "
+                     "file; only for models you trust")
     cmp.add_argument("--quiet", action="store_true", help="no progress bar")
     cmp.set_defaults(func=_compare)
 

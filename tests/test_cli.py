@@ -164,7 +164,7 @@ def test_compare_two_saved_models_with_inputs(tmp_path, capsys):
     np.save(tmp_path / "x.npy", x.numpy())  # float64 inputs into float32 models: cast
     out = tmp_path / "models"
     code, _, err = run_main(
-        ["compare", tmp_path / "a.pt", tmp_path / "b.pt", "--inputs", tmp_path / "x.npy",
+        ["compare", "--trust-pickle", tmp_path / "a.pt", tmp_path / "b.pt", "--inputs", tmp_path / "x.npy",
          "--out", out, "--batch-size", "8", "--quiet"], capsys,
     )
     assert code == 0, err
@@ -187,7 +187,7 @@ def test_compare_torchscript_output_only(tmp_path, capsys):
     torch.save(x, tmp_path / "x.pt")
     out = tmp_path / "ts"
     code, _, err = run_main(
-        ["compare", tmp_path / "scripted.pt", tmp_path / "eager.pt", "--inputs",
+        ["compare", "--trust-pickle", tmp_path / "scripted.pt", tmp_path / "eager.pt", "--inputs",
          tmp_path / "x.pt", "--layers", "output", "--layers-b", "output,0", "--out", out,
          "--quiet"], capsys,
     )
@@ -200,7 +200,7 @@ def test_compare_torchscript_output_only(tmp_path, capsys):
     assert_close(float(values[0, 1]), expected, rtol=1e-5, atol=1e-6)
     # inner layers of TorchScript cannot be hooked: a user error
     code, _, err = run_main(
-        ["compare", tmp_path / "scripted.pt", tmp_path / "eager.pt", "--inputs",
+        ["compare", "--trust-pickle", tmp_path / "scripted.pt", tmp_path / "eager.pt", "--inputs",
          tmp_path / "x.pt", "--layers", "0", "--out", out], capsys,
     )
     assert code == 2 and "TorchScript" in err and err.count("\n") == 1
@@ -256,11 +256,13 @@ def test_model_errors_exit_2(tmp_path, capsys):
     torch.save(torch.randn(10, 1, 5, 5), tmp_path / "wrong.pt")  # wrong image size
     torch.save({"model": {"w": torch.zeros(2)}, "epoch": 3}, tmp_path / "ckpt.pt")
     cases = [
-        (["compare", tmp_path / "m.pt", tmp_path / "m.pt", "--out", tmp_path],
+        (["compare", "--trust-pickle", tmp_path / "m.pt", tmp_path / "m.pt", "--out", tmp_path],
          "--inputs is required"),
-        (["compare", tmp_path / "m.pt", tmp_path / "m.pt", "--inputs", tmp_path / "wrong.pt",
+        (["compare", tmp_path / "m.pt", tmp_path / "m.pt", "--out", tmp_path],
+         "would run code stored in the file; pass --trust-pickle"),
+        (["compare", "--trust-pickle", tmp_path / "m.pt", tmp_path / "m.pt", "--inputs", tmp_path / "wrong.pt",
           "--out", tmp_path], "running the model on --inputs failed"),
-        (["compare", tmp_path / "m.pt", tmp_path / "m.pt", "--inputs", tmp_path / "wrong.pt",
+        (["compare", "--trust-pickle", tmp_path / "m.pt", tmp_path / "m.pt", "--inputs", tmp_path / "wrong.pt",
           "--layers", "9", "--out", tmp_path], "unknown '9'"),
         (["compare", tmp_path / "ckpt.pt", tmp_path / "m.pt", "--out", tmp_path],
          "non-tensor entries"),
@@ -290,7 +292,7 @@ def test_compare_help_warns_about_pickles(capsys):
         main(["compare", "--help"])
     assert info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "weights_only=False" in text and "runs code" in text
+    assert "--trust-pickle" in text and "runs code" in text
     assert "--distributed" in text and "--flatten" in text
 
 
@@ -371,7 +373,7 @@ def test_distributed_models_in_process_world_of_one(tmp_path, capsys):
     )
     try:
         code, _, err = run_main(
-            ["compare", tmp_path / "a.pt", tmp_path / "b.pt", "--inputs", tmp_path / "x.pt",
+            ["compare", "--trust-pickle", tmp_path / "a.pt", tmp_path / "b.pt", "--inputs", tmp_path / "x.pt",
              "--layers", "0,output", "--out", tmp_path / "d", "--distributed",
              "--batch-size", "10", "--quiet"], capsys,
         )
@@ -386,3 +388,27 @@ def test_distributed_models_in_process_world_of_one(tmp_path, capsys):
     reference = torch.tensor([[float(linear_cka(acts_a[r], acts_b[c], debiased=True))
                                for c in cols] for r in rows], dtype=DT)
     assert_close(values, reference, rtol=0, atol=1e-6)  # float32 forward passes in batches
+
+
+class _RunsCode(nn.Module):
+    """A module whose unpickling would call ``os.system`` (a file nobody should execute)."""
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_models_are_refused_without_trust_pickle(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    evil = _RunsCode()
+    evil.marker = marker
+    torch.save(evil, tmp_path / "evil.pt")
+    np.save(tmp_path / "x.npy", np.zeros((4, 3), dtype=np.float32))
+    code, _, err = run_main(["compare", tmp_path / "evil.pt", tmp_path / "evil.pt", "--inputs",
+                             tmp_path / "x.npy", "--out", tmp_path / "o", "--quiet"], capsys)
+    assert code == 2 and "--trust-pickle" in err and "run code" in err
+    assert not marker.exists()                         # nothing from the file was executed
+    # with the flag the user takes the risk: unpickling runs the file's code
+    run_main(["compare", "--trust-pickle", tmp_path / "evil.pt", tmp_path / "evil.pt",
+              "--inputs", tmp_path / "x.npy", "--out", tmp_path / "o", "--quiet"], capsys)
+    assert marker.exists()

@@ -20,7 +20,8 @@ from figures.report import chance_corrected, findings, read_json, render_report,
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "head")
 PNGS = ("fig2_pre_post.png", "fig3_training.png", "fig5_curves.png", "fig6_weight_change.png",
-        "fig7_cross_seed_cca.png", "fig8_cross_seed_cka.png", "fig11_maml_anil.png")
+        "fig7_cross_seed_cca.png", "fig8_cross_seed_cka.png", "fig11_maml_anil.png",
+        "fig_network_map.png")
 
 
 # ----------------------------------------------------------------- a synthetic results dict
@@ -307,6 +308,20 @@ def test_tiny_pipeline_writes_every_output(tiny_run):
     assert set(r["regimes_maml_head"]) == {"multiclass", "multitask", "random"}
     assert all(v > 0 and math.isfinite(v) for v in r["timing"].values())
     assert r["seconds"] > 0 and set(r["stage_seconds"]) >= {"train", "evaluate", "analyse", "draw"}
+    # bootstrap intervals of the Table 3 / Table 8 differences
+    assert set(r["difference_ci"]) == {"anil-maml minus maml-maml", "multiclass minus random (vs MAML)",
+                                       "random minus multitask (vs MAML)"}
+    for v in r["difference_ci"].values():
+        assert -1 <= v["low"] <= v["high"] <= 1 and -1 <= v["value"] <= 1
+    assert "95% bootstrap intervals" in (out / "report.md").read_text()
+    # the network map: one point per run, a symmetric distance matrix with a zero diagonal
+    m = read_json(out / "details.json")["network_map"]
+    assert set(m["runs"]) == {"maml-s0", "maml-s1", "anil-s0", "anil-s1", "fomaml-s0",
+                              "multiclass-s0", "multitask-s0", "random-s0", "nil-s0"}
+    dist = np.array(m["distances"])
+    np.testing.assert_allclose(dist, dist.T, atol=1e-12)
+    assert np.all(np.diag(dist) < 1e-6) and np.all(dist[~np.eye(len(dist), dtype=bool)] > 0)
+    assert np.array(m["xy"]).shape == (len(m["runs"]), 2)
     text = (out / "report.md").read_text()
     assert "preset: `tiny`" in text
 

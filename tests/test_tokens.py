@@ -195,7 +195,7 @@ def test_acts_must_be_3d_nonempty_numeric():
 def test_mask_shape_must_match_batch_and_tokens():
     acts = torch.zeros(3, 4, 2, dtype=DT)
     for bad in (torch.ones(2, 4), torch.ones(3, 3), torch.ones(12), torch.ones(3, 4, 1)):
-        expected = re.escape(f"(batch, tokens) = (3, 4)") + ".*" + re.escape(
+        expected = re.escape("(batch, tokens) = (3, 4)") + ".*" + re.escape(
             f"got shape {tuple(bad.shape)}"
         )
         with pytest.raises(ValueError, match=expected):

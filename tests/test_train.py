@@ -209,3 +209,15 @@ def test_checkpoints_load_without_running_code(tmp_path):
         load_checkpoint(bad / "last.pt")
     with pytest.raises(ValueError, match="refusing to run it"):
         load_run(tmp_path / "bad")
+
+
+def test_train_and_evaluate_restore_the_thread_count(tmp_path):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run = train(get_preset("tiny"), tmp_path / "run", progress=False)   # cfg.threads = 1
+        assert torch.get_num_threads() == 2
+        evaluate(run, tasks=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
