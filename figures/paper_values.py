@@ -20,6 +20,7 @@ __all__ = [
     "FIG3",
     "TABLE2",
     "TABLE2_RL",
+    "RL_ENV",
     "TABLE3",
     "TABLE5_NIL_HEAD",
     "TABLE7_MAML_HEAD",
@@ -68,12 +69,15 @@ TABLE2 = {
     },
 }
 
-# Table 2 (RL rows) -- average return, mean +- std. Not regenerated here (no RL trainer).
+# Table 2 (RL rows) -- average return after adaptation, mean +- std over 3 seeds.
 TABLE2_RL = {
     "halfcheetah-direction": {"maml": (170.4, 21.0), "anil": (363.2, 14.8)},
     "halfcheetah-velocity": {"maml": (-139.0, 18.9), "anil": (-120.9, 6.3)},
     "2d-navigation": {"maml": (-20.3, 3.2), "anil": (-20.1, 2.3)},
 }
+# the environment of each RL preset
+RL_ENV = {"nav2d": "2d-navigation", "nav2d-quick": "2d-navigation", "nav2d-tiny": "2d-navigation",
+          "halfcheetah-dir": "halfcheetah-direction", "halfcheetah-vel": "halfcheetah-velocity"}
 
 # Table 3 / Figure 11 -- similarity averaged over the body: {pair: (cca, cka)}.
 TABLE3 = {

@@ -47,7 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from figures import fig2_pre_post, fig3_training, fig5_curves, fig6_weight_change
-from figures import fig7_cross_seed, fig11_maml_anil, fig_network_map
+from figures import fig2_rl, fig7_cross_seed, fig11_maml_anil, fig_network_map
 from figures import report as report_mod
 
 __all__ = [
@@ -71,8 +71,8 @@ FREEZES = {"none": (), "1": (1,), "1,2": (1, 2), "1,2,3": (1, 2, 3), "1,2,3,4": 
 REGIMES = ("multiclass", "multitask", "random", "nil")
 
 FIGURES = {m.NAME: m for m in (fig2_pre_post, fig3_training, fig5_curves, fig6_weight_change,
-                               fig7_cross_seed, fig11_maml_anil, fig_network_map)}
-TABLES = ("table1", "table2", "table3", "table5", "table6", "table8")
+                               fig7_cross_seed, fig11_maml_anil, fig_network_map, fig2_rl)}
+TABLES = ("table1", "table2", "table2rl", "table3", "table5", "table6", "table8")
 OUTPUTS = tuple(FIGURES) + TABLES
 _ALIASES = {"fig8": "fig7", "fig9": "fig3", "fig10": "fig5", "table4": "table2", "table7": "table5"}
 
@@ -711,6 +711,13 @@ def _run(preset: PipelinePreset, out_dir, outputs: tuple[str, ...], runs_dir, qu
     if "table6" in want:
         results["timing"], results["timing_seconds"] = _timing(preset)
     stage["timing"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if want & {"table2rl", "fig2rl"}:
+        from figures.rl import run_rl
+
+        results["rl"], details["rl_pre_post"] = run_rl(preset.name, runs, workers=preset.workers)
+    stage["rl"] = time.perf_counter() - t
 
     if "fig5" in want:
         details["curves"] = {a: _curves([D(a, x) for x in s]) for a in ("maml", "anil")}

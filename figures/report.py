@@ -34,6 +34,7 @@ __all__ = [
     "TOL_INTERCEPT",
     "TOL_SIMILARITY",
     "TOL_WEIGHT_RATIO",
+    "TOL_RL_GAIN",
     "chance_corrected",
 ]
 
@@ -44,6 +45,7 @@ TOL_SLOPE = 0.15       # "slope about 1": |slope - 1| <= 0.15
 TOL_INTERCEPT = 0.1    # "intercept about 0": |intercept| <= 0.1 (similarities are in [0, 1])
 TOL_SIMILARITY = 0.05  # "about as similar": within 0.05 (paper: 0.50 vs 0.51)
 TOL_WEIGHT_RATIO = 0.5  # "tiny for the body": every conv layer moves at most half as far as the head
+TOL_RL_GAIN = 0.1      # RL "matches or beats": ANIL within a tenth of MAML's adaptation gain, or above
 
 REPRODUCED = "reproduced"
 PARTLY = "partly reproduced"
@@ -273,6 +275,25 @@ def _f_table2(r: dict) -> Finding:
                    ", ".join(parts) + f"; rule: within {TOL_ACC_POINTS:g} points of MAML either way")
 
 
+def _f_table2rl(r: dict) -> Finding:
+    claim = "ANIL-RL matches MAML-RL's return after adaptation, which beats the return before (Table 2, RL)"
+    rl = r.get("rl")
+    if not rl:
+        return Finding("table2rl", claim, NOT_MEASURED, "no RL runs")
+    ok, parts = True, []
+    for env, algs in rl.items():
+        maml, anil = algs["maml"]["post"]["mean"], algs["anil"]["post"]["mean"]
+        gain = maml - algs["maml"]["pre"]["mean"]
+        # ANIL not worse than MAML by more than a tenth of MAML's adaptation gain; both adapt
+        ok &= anil >= maml - TOL_RL_GAIN * abs(gain) and gain > 0
+        ok &= anil > algs["anil"]["pre"]["mean"]
+        parts.append(f"{env}: MAML {algs['maml']['pre']['mean']:.1f} -> {maml:.1f}, "
+                     f"ANIL {algs['anil']['pre']['mean']:.1f} -> {anil:.1f}")
+    return Finding("table2rl", claim, REPRODUCED if ok else NOT_REPRODUCED,
+                   "; ".join(parts) + f" (pre -> post); rule: ANIL >= MAML - {TOL_RL_GAIN:g} x "
+                   "MAML's gain, and post > pre for both")
+
+
 def _f_fig5(r: dict, d: dict) -> Finding:
     claim = "MAML and ANIL learning curves nearly coincide (Figure 5)"
     curves = d.get("curves") if d else None
@@ -370,7 +391,8 @@ def findings(results: dict, details: dict | None = None) -> list[Finding]:
     d = details or {}
     return [
         _f_table1(results), _f_fig2(results), _f_fig3(results, d), _f_fig6(results),
-        _f_fig7(results), _f_table2(results), _f_fig5(results, d), _f_table3(results),
+        _f_fig7(results), _f_table2(results), _f_table2rl(results), _f_fig5(results, d),
+        _f_table3(results),
         _f_table5(results), _f_table7(results), _f_table6(results), _f_table8(results),
     ]
 
@@ -413,6 +435,27 @@ def _sections(r: dict, d: dict) -> list[str]:
         rows.append([k.upper() if k != "fomaml" else "first-order MAML", _acc_cell(acc.get(k)), _paper_pm(paper)])
     out += _table(["method", "this run", f"paper ({col})"], rows)
 
+    rl = r.get("rl") or {}
+    if rl:
+        out += ["", "## Table 2, RL rows — average return, before -> after one inner step", "",
+                "Mean ± std over seeds (± 95% CI over test tasks for a single seed); paper: after "
+                "adaptation, mean ± std over 3 seeds.", ""]
+        rows = []
+        for env, algs in rl.items():
+            for alg, v in algs.items():
+                spread = v["post"]["std"] if v["post"]["std"] is not None else v["post_ci95"][0]
+                paper = pv.TABLE2_RL.get(pv.RL_ENV.get(env, env), {}).get(alg)
+                rows.append([env, alg.upper(), _f(v["pre"]["mean"], 1),
+                             f"{v['post']['mean']:.1f} ± {spread:.1f}", _paper_pm(paper)])
+        out += _table(["environment", "method", "before", "after", "paper (after)"], rows)
+        sim = (d.get("rl_pre_post") or {}) if d else {}
+        for env, algs in sim.items():
+            out += ["", f"Hidden layers before vs after adaptation ({env}, first seed; weight "
+                        "change = Euclidean distance of the layer's parameters):", ""]
+            out += _table(["method", "layer", "CCA", "CKA", "weight change"],
+                          [[alg.upper(), k, _f(v["cca"], 3), _f(v["cka"], 3),
+                            _f(a["weight_change"].get(k), 3)]
+                           for alg, a in algs.items() for k, v in a["similarity"].items()])
     out += ["", "## Table 3 — MAML and ANIL learn similar features", "",
             "Similarity between runs, averaged over the conv layers (the body).", ""]
     s = r.get("maml_anil_similarity") or {}

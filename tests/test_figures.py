@@ -21,7 +21,7 @@ from figures.report import chance_corrected, findings, read_json, render_report,
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "head")
 PNGS = ("fig2_pre_post.png", "fig3_training.png", "fig5_curves.png", "fig6_weight_change.png",
         "fig7_cross_seed_cca.png", "fig8_cross_seed_cka.png", "fig11_maml_anil.png",
-        "fig_network_map.png")
+        "fig_network_map.png", "fig2_rl_pre_post.png")
 
 
 # ----------------------------------------------------------------- a synthetic results dict
@@ -52,6 +52,12 @@ def synthetic(reuse: bool = True) -> tuple[dict, dict]:
                                    {"slope": 0.4, "intercept": 0.3, "r2": 0.2})
                                for c in ("pre_post", "post_pre", "post_post")} for m in ("cca", "cka")},
         "pre_post_chance": {m: dict.fromkeys(LAYERS, 0.05) for m in ("cca", "cka")},
+        "rl": {"nav2d": {
+            "maml": {"pre": {"mean": -42.0, "std": 0.2}, "post": {"mean": -20.5, "std": 0.7},
+                     "post_ci95": [1.0], "pre_ci95": [1.0]},
+            "anil": {"pre": {"mean": -42.0, "std": 0.5},
+                     "post": {"mean": -21.0 if reuse else -35.0, "std": 1.0},
+                     "post_ci95": [1.0], "pre_ci95": [1.0]}}},
         "maml_anil_similarity": {
             "maml-maml": {"cca": 0.52, "cka": 0.84}, "anil-anil": {"cca": 0.51, "cka": 0.86},
             "anil-maml": {"cca": 0.50 if reuse else 0.2, "cka": 0.83 if reuse else 0.3},
@@ -128,8 +134,8 @@ def test_report_tables_hold_both_paper_and_our_numbers():
 def test_findings_flip_when_the_numbers_flip():
     good = {f.key: f.status for f in findings(*synthetic(reuse=True))}
     bad = {f.key: f.status for f in findings(*synthetic(reuse=False))}
-    assert set(good) == {"table1", "fig2", "fig3", "fig6", "fig7", "table2", "fig5", "table3",
-                         "table5", "table7", "table6", "table8"}
+    assert set(good) == {"table1", "fig2", "fig3", "fig6", "fig7", "table2", "table2rl", "fig5",
+                         "table3", "table5", "table7", "table6", "table8"}
     assert all(v == "reproduced" for v in good.values()), good
     assert all(v == "NOT reproduced" for v in bad.values()), bad
     # exactly one line per finding in the report
@@ -179,6 +185,19 @@ def test_fig7_needs_slope_one_and_intercept_zero_not_only_r2():
         for f in results["cross_seed_fit"][m].values():
             f.update(slope=1.14, intercept=-0.09, r2=0.91)
     assert status(results, details, "fig7") == "reproduced"
+
+
+def test_table2_rl_rule():
+    results, details = synthetic()
+    rl = results["rl"]["nav2d"]
+    rl["anil"]["post"]["mean"] = -20.5 - 0.1 * 21.5 - 0.01        # just beyond a tenth of the gain
+    assert status(results, details, "table2rl") == "NOT reproduced"
+    rl["anil"]["post"]["mean"] = -10.0                              # better than MAML: matches or beats
+    assert status(results, details, "table2rl") == "reproduced"
+    rl["maml"]["post"]["mean"] = -43.0                              # MAML does not adapt
+    assert status(results, details, "table2rl") == "NOT reproduced"
+    text = render_report(*synthetic())
+    assert "-20.5 ± 0.7" in _row(text, "nav2d | MAML") and "-20.3 ± 3.2" in _row(text, "nav2d | MAML")
 
 
 def test_table2_is_two_sided_and_fig6_relative():
@@ -308,6 +327,13 @@ def test_tiny_pipeline_writes_every_output(tiny_run):
     assert set(r["regimes_maml_head"]) == {"multiclass", "multitask", "random"}
     assert all(v > 0 and math.isfinite(v) for v in r["timing"].values())
     assert r["seconds"] > 0 and set(r["stage_seconds"]) >= {"train", "evaluate", "analyse", "draw"}
+    # the RL rows: nav2d-tiny MAML and ANIL, returns before and after adaptation, the analysis
+    rl = r["rl"]["nav2d-tiny"]
+    assert set(rl) == {"maml", "anil"}
+    for v in rl.values():
+        assert v["pre"]["mean"] < 0 and v["post"]["mean"] < 0 and len(v["post"]["per_seed"]) == 1
+    sims = read_json(out / "details.json")["rl_pre_post"]["nav2d-tiny"]
+    assert all(0 <= x["cka"] <= 1 + 1e-9 for x in sims["maml"]["similarity"].values())
     # bootstrap intervals of the Table 3 / Table 8 differences
     assert set(r["difference_ci"]) == {"anil-maml minus maml-maml", "multiclass minus random (vs MAML)",
                                        "random minus multitask (vs MAML)"}

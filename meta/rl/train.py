@@ -32,7 +32,7 @@ from meta.rl.envs import make_env
 from meta.rl.maml import adapt, advantages, meta_step
 from meta.rl.policy import GaussianMLP, all_params, head_only, per_task
 from meta.rl.sampler import episode_returns, rollout
-from meta.train import atomic_save, atomic_write_text, checkpoint_path, load_checkpoint
+from meta.train import atomic_save, atomic_write_text, checkpoint_path, load_checkpoint, torch_threads
 from meta._config_base import check_run_dir
 
 __all__ = ["train_rl", "evaluate_rl", "build_policy", "trainable_for", "load_params",
@@ -102,7 +102,11 @@ def train_rl(cfg: RLConfig, run_dir: str | os.PathLike, *, progress: bool | None
         raise ValueError(f"cfg: expected an RLConfig, got {type(cfg).__name__}")
     run_dir = Path(run_dir)
     check_run_dir(run_dir, cfg)
-    torch.set_num_threads(cfg.threads)
+    with torch_threads(cfg.threads):
+        return _train_rl(cfg, run_dir, progress=progress, stop_after=stop_after)
+
+
+def _train_rl(cfg: RLConfig, run_dir: Path, *, progress: bool | None, stop_after: int | None) -> Path:
     atomic_write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", run_dir / "config.json")
 
     env = make_env(cfg.env, dtype=_dtype(cfg))
@@ -210,15 +214,15 @@ def evaluate_rl(run_dir: str | os.PathLike, *, tasks: int | None = None, episode
     for name, value in (("tasks", tasks), ("episodes", episodes)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    torch.set_num_threads(cfg.threads)
     env = make_env(cfg.env, dtype=_dtype(cfg))
     policy = build_policy(cfg, env)
     params = load_params(run_dir, checkpoint)
     generator = torch.Generator().manual_seed(_EVAL_SEED + seed)
     goals = env.sample_tasks(tasks, generator)
     t0 = time.perf_counter()
-    pre, post, _ = adaptation_returns(cfg, env, policy, params, goals, episodes=episodes,
-                                      generator=generator)
+    with torch_threads(cfg.threads):
+        pre, post, _ = adaptation_returns(cfg, env, policy, params, goals, episodes=episodes,
+                                          generator=generator)
     state = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
     name = "eval.json" if (checkpoint, seed, tasks, episodes) == (
         "best", 0, cfg.eval_tasks, cfg.fast_batch_size) else \
