@@ -103,7 +103,7 @@ def run_demo(
 
 
 def _run(out_dir: Path, *, epochs: int, seeds: tuple[int, int], quiet: bool) -> dict[str, Any]:
-    from repsim.cli import compute_matrix, write_matrix
+    from repsim._layer_matrix import compute_matrix, write_matrix
     from repsim._hooks import record_activations
 
     x_train, y_train, x_test, y_test = load_digits_split()
