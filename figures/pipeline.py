@@ -599,6 +599,10 @@ def _run(preset: PipelinePreset, out_dir, outputs: tuple[str, ...], runs_dir, qu
                    inner_steps_test=base.inner_steps_test, eval_tasks=preset.eval_tasks,
                    analysis_tasks=preset.analysis_tasks)
 
+    if {"table2rl", "fig2rl"} & set(outputs):
+        from figures.rl import check_rl
+
+        check_rl(preset.name)                        # fail before training, not after it
     t = time.perf_counter()
     dirs = _train_runs(preset, runs, _needed_runs(preset, outputs), quiet=quiet,
                        workers=preset.workers)

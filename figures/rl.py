@@ -13,7 +13,7 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-__all__ = ["RL_SETTINGS", "run_rl", "rl_run_name"]
+__all__ = ["RL_SETTINGS", "check_rl", "run_rl", "rl_run_name"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,20 @@ def _train_all(jobs: list, workers: int) -> None:
 def _summary(values: list[float]) -> dict:
     return {"mean": sum(values) / len(values),
             "std": statistics.stdev(values) if len(values) > 1 else None, "per_seed": values}
+
+
+def check_rl(preset: str) -> None:
+    """Build each environment of ``preset`` once, so that a missing ``rl`` extra (mujoco) is a
+    ``ValueError`` before any training, not after hours of it."""
+    from meta.rl.config import get_rl_preset
+    from meta.rl.envs import make_env
+
+    for name in RL_SETTINGS[preset][0]:
+        try:
+            make_env(get_rl_preset(name).env)
+        except ImportError as err:
+            raise ValueError(f"RL rows: expected the rl extra for {name} (pip install -e \".[rl]\"), "
+                             f"got {err}") from None
 
 
 def run_rl(preset: str, runs_dir: Path, *, workers: int = 1) -> tuple[dict, dict]:

@@ -403,3 +403,20 @@ def test_cli_rejects_bad_only(tmp_path, capsys):
 
     assert main(["--preset", "tiny", "--out", str(tmp_path), "--only", "fig99", "--quiet"]) == 2
     assert "only: expected names" in capsys.readouterr().err
+
+
+def test_missing_rl_extra_fails_before_training(monkeypatch):
+    import meta.rl.envs
+    from figures.rl import check_rl
+
+    real = meta.rl.envs.make_env
+
+    def no_mujoco(name, **kw):
+        if name.startswith("halfcheetah"):
+            raise ModuleNotFoundError("No module named 'mujoco'")
+        return real(name, **kw)
+
+    monkeypatch.setattr(meta.rl.envs, "make_env", no_mujoco)
+    check_rl("quick")                                  # 2D-Navigation needs only torch
+    with pytest.raises(ValueError, match=r"expected the rl extra for halfcheetah-dir"):
+        check_rl("paper")
