@@ -53,7 +53,7 @@ def _np_mean_cca(x: np.ndarray, y: np.ndarray) -> float:
     """Mean canonical correlation via QR of the centred data (Bjorck & Golub), numpy only."""
     def basis(a):
         a = a - a.mean(0)
-        a = a[:, a.var(0) > 1e-12 * a.var(0).max()]
+        a = a[:, np.ptp(a, axis=0) > 0]          # dead ReLU channels: exactly constant columns
         q, r = np.linalg.qr(a)
         return q[:, np.abs(np.diag(r)) > 1e-10 * np.abs(np.diag(r)).max()]
     s = np.linalg.svd(basis(x).T @ basis(y), compute_uv=False)
