@@ -180,7 +180,8 @@ def _run_name(algorithm: str, seed: int) -> str:
 
 
 def run_is_finished(run_dir: str | os.PathLike, cfg) -> bool:
-    """True if ``run_dir/checkpoints/last.pt`` holds this config at its last iteration."""
+    """True if ``run_dir/checkpoints/last.pt`` holds this config (a ``TrainConfig`` or an
+    ``RLConfig``) at its last iteration or past its ``max_seconds``."""
     last = Path(run_dir) / "checkpoints" / "last.pt"
     if not last.exists():
         return False
@@ -583,6 +584,30 @@ def run_pipeline(
         torch.set_num_threads(threads)
 
 
+def _evaluate_outputs(preset: PipelinePreset, want: set[str], D) -> dict:
+    """Accuracies of Tables 1, 2, 5 and 7 (``D(algorithm, seed)`` is a run directory)."""
+    s, out = preset.seeds, {}
+    if "table2" in want:
+        acc = {a: _summary([_eval(D(a, x), preset) for x in (s if a != "fomaml" else s[:1])])
+               for a in ("maml", "anil", "fomaml")}
+        acc["nil"] = _summary([_eval(D("anil", x), preset, head="nil") for x in s])
+        out["accuracy"] = acc
+    if "table1" in want:
+        fr = {k: _summary([_eval(D("maml", x), preset, freeze=v) for x in s])
+              for k, v in FREEZES.items()}
+        out["freezing"] = {k: v["mean"] for k, v in fr.items()}
+        out["freezing_ci95"] = {k: v["ci95"] for k, v in fr.items()}
+    if "table5" in want:
+        nil = {a: _summary([_eval(D(a, x), preset, head="nil") for x in s])["mean"]
+               for a in ("maml", "anil")}
+        nil.update({r: _eval(D(r), preset, head="nil")["accuracy"]["mean"] for r in preset.regimes})
+        out["regimes_nil"] = nil
+        out["regimes_maml_head"] = {
+            r: _eval(D(r if r == "random" else f"{r}-head"), preset)["accuracy"]["mean"]
+            for r in preset.regimes if r != "nil"}
+    return out
+
+
 def _run(preset: PipelinePreset, out_dir, outputs: tuple[str, ...], runs_dir, quiet: bool) -> dict:
     t_start = time.perf_counter()
     out = Path(out_dir)
@@ -614,102 +639,84 @@ def _run(preset: PipelinePreset, out_dir, outputs: tuple[str, ...], runs_dir, qu
     want = set(outputs)
     # ---------------------------------------------------------------- evaluate
     t = time.perf_counter()
-    if True:  # one block per stage; CCA's warnings (n <= d, rank) are shown, not hidden
-        if "table2" in want:
-            acc = {a: _summary([_eval(D(a, x), preset) for x in (s if a != "fomaml" else s[:1])])
-                   for a in ("maml", "anil", "fomaml")}
-            acc["nil"] = _summary([_eval(D("anil", x), preset, head="nil") for x in s])
-            results["accuracy"] = acc
-        if "table1" in want:
-            fr = {k: _summary([_eval(D("maml", x), preset, freeze=v) for x in s])
-                  for k, v in FREEZES.items()}
-            results["freezing"] = {k: v["mean"] for k, v in fr.items()}
-            results["freezing_ci95"] = {k: v["ci95"] for k, v in fr.items()}
-        if "table5" in want:
-            nil = {a: _summary([_eval(D(a, x), preset, head="nil") for x in s])["mean"]
-                   for a in ("maml", "anil")}
-            nil.update({r: _eval(D(r), preset, head="nil")["accuracy"]["mean"] for r in preset.regimes})
-            results["regimes_nil"] = nil
-            results["regimes_maml_head"] = {
-                r: _eval(D(r if r == "random" else f"{r}-head"), preset)["accuracy"]["mean"]
-                for r in preset.regimes if r != "nil"}
-        stage["evaluate"] = time.perf_counter() - t
+    results.update(_evaluate_outputs(preset, want, D))  # cached eval*.json are reused
+    stage["evaluate"] = time.perf_counter() - t
 
-        # ------------------------------------------------------------ analyse
-        t = time.perf_counter()
-        tasks = _double_tasks(_analysis_tasks(preset, base)) if want & {
-            "fig2", "fig3", "fig6", "fig7", "table3", "fig11", "table8", "map"} else []
-        if "fig2" in want or ("fig6" in want and "fig3" not in want):
-            pp = [_pre_post(D("maml", x), tasks) for x in s]
-            results["pre_post"] = _mean_over([p.similarity for p in pp])
-            results["pre_post_chance"] = _mean_over([p.chance for p in pp])
-            results["weight_change"] = _mean_over([p.change for p in pp])
-        if want & {"fig3", "fig6"}:
-            steps = list(base.checkpoints)
-            ck: dict[str, Any] = {"steps": steps, "freezing": {}, "pre_post": {}, "weight_change": {}}
-            series = [_pre_post(D("maml"), tasks, checkpoint=c) for c in steps]
-            ck["pre_post"] = {m: {k: [p[0][m][k] for p in series] for k in LAYERS} for m in ("cca", "cka")}
-            ck["weight_change"] = {k: [p[1][k] for p in series] for k in LAYERS}
-            for key in ("none", "1,2,3,4"):
-                ck["freezing"][key] = [_eval(D("maml"), preset, freeze=FREEZES[key], checkpoint=c)
-                                       ["accuracy"]["mean"] for c in steps]
-            details["checkpoints"] = ck
-            if "fig2" not in want:
-                results["weight_change"] = {k: v[-1] for k, v in ck["weight_change"].items()}
-        cross_cache: dict[tuple, dict] = {}
+    # ------------------------------------------------------------ analyse
+    t = time.perf_counter()
+    tasks = _double_tasks(_analysis_tasks(preset, base)) if want & {
+        "fig2", "fig3", "fig6", "fig7", "table3", "fig11", "table8", "map"} else []
+    if "fig2" in want or ("fig6" in want and "fig3" not in want):
+        pp = [_pre_post(D("maml", x), tasks) for x in s]
+        results["pre_post"] = _mean_over([p.similarity for p in pp])
+        results["pre_post_chance"] = _mean_over([p.chance for p in pp])
+        results["weight_change"] = _mean_over([p.change for p in pp])
+    if want & {"fig3", "fig6"}:
+        steps = list(base.checkpoints)
+        ck: dict[str, Any] = {"steps": steps, "freezing": {}, "pre_post": {}, "weight_change": {}}
+        series = [_pre_post(D("maml"), tasks, checkpoint=c) for c in steps]
+        ck["pre_post"] = {m: {k: [p[0][m][k] for p in series] for k in LAYERS} for m in ("cca", "cka")}
+        ck["weight_change"] = {k: [p[1][k] for p in series] for k in LAYERS}
+        for key in ("none", "1,2,3,4"):
+            ck["freezing"][key] = [_eval(D("maml"), preset, freeze=FREEZES[key], checkpoint=c)
+                                   ["accuracy"]["mean"] for c in steps]
+        details["checkpoints"] = ck
+        if "fig2" not in want:
+            results["weight_change"] = {k: v[-1] for k, v in ck["weight_change"].items()}
+    cross_cache: dict[tuple, dict] = {}
 
-        def cross(a, b, comparisons=("pre_pre",)):
-            key = (a, b, tuple(comparisons))
-            if key not in cross_cache:
-                done = next((v for k, v in cross_cache.items()
-                             if k[:2] == (a, b) and set(comparisons) <= set(k[2])), None)
-                cross_cache[key] = done or _cross(D(*a), D(*b), tasks, comparisons=comparisons)
-            return cross_cache[key]
+    def cross(a, b, comparisons=("pre_pre",)):
+        key = (a, b, tuple(comparisons))
+        if key not in cross_cache:
+            done = next((v for k, v in cross_cache.items()
+                         if k[:2] == (a, b) and set(comparisons) <= set(k[2])), None)
+            cross_cache[key] = done or _cross(D(*a), D(*b), tasks, comparisons=comparisons)
+        return cross_cache[key]
 
-        pairs = list(itertools.combinations(s, 2))
-        if "fig7" in want and pairs:
-            pts = {m: {"x": [], "pre_post": [], "post_pre": [], "post_post": [], "layer": [], "pair": []}
-                   for m in ("cca", "cka")}
-            for a, b in pairs:
-                c = cross(("maml", a), ("maml", b), ("pre_pre", "pre_post", "post_pre", "post_post"))
-                for m in ("cca", "cka"):
-                    for k in CONV:
-                        pts[m]["x"].append(c["pre_pre"][m][k])
-                        for comp in ("pre_post", "post_pre", "post_post"):
-                            pts[m][comp].append(c[comp][m][k])
-                        pts[m]["layer"].append(k)
-                        pts[m]["pair"].append(f"{a}-{b}")
-            details["cross_seed"] = pts
-            fits = {m: {comp: dict(zip(("slope", "intercept", "r2"),
-                                       fig7_cross_seed.fit_line(pts[m]["x"], pts[m][comp])))
-                        for comp in ("pre_post", "post_pre", "post_post")} for m in ("cca", "cka")}
-            results["cross_seed_fit"] = fits
-            # the weakest of the paper's three regressions
-            results["cross_seed_r2"] = {m: min(f["r2"] for f in fits[m].values()) for m in fits}
-        if want & {"table3", "fig11"} and pairs:
-            groups = {"maml-maml": [(("maml", a), ("maml", b)) for a, b in pairs],
-                      "anil-anil": [(("anil", a), ("anil", b)) for a, b in pairs],
-                      "anil-maml": [(("anil", a), ("maml", b)) for a, b in itertools.permutations(s, 2)]}
-            layers = {g: _mean_over([cross(a, b)["pre_pre"] for a, b in ps]) for g, ps in groups.items()}
-            details["maml_anil_layers"] = layers
-            results["maml_anil_similarity"] = {
-                g: {m: sum(v[m][k] for k in CONV) / len(CONV) for m in ("cca", "cka")}
-                for g, v in layers.items()}
-        if {"table3", "table8"} <= want and len(s) > 1:
-            regimes = [r for r in ("multiclass", "random", "multitask") if r in preset.regimes]
-            results["difference_ci"] = _difference_intervals(dirs, s, regimes, tasks)
-        if "map" in want:
-            details["network_map"] = _network_map(
-                {_run_name(*k): v for k, v in dirs.items() if not k[0].endswith("-head")}, tasks)
-        if "table8" in want:
-            ref = ("maml", s[1] if len(s) > 1 else s[0])
-            regimes = ["maml"] + [r for r in ("multiclass", "random", "multitask") if r in preset.regimes]
-            sim = {}
-            for r in regimes:
-                c = cross((r, s[0]), ref)["pre_pre"]
-                sim[r] = {m: sum(c[m][k] for k in CONV[:3]) / 3 for m in ("cca", "cka")}
-            results["regime_similarity"] = sim
-        stage["analyse"] = time.perf_counter() - t
+    pairs = list(itertools.combinations(s, 2))
+    if "fig7" in want and pairs:
+        pts = {m: {"x": [], "pre_post": [], "post_pre": [], "post_post": [], "layer": [], "pair": []}
+               for m in ("cca", "cka")}
+        for a, b in pairs:
+            c = cross(("maml", a), ("maml", b), ("pre_pre", "pre_post", "post_pre", "post_post"))
+            for m in ("cca", "cka"):
+                for k in CONV:
+                    pts[m]["x"].append(c["pre_pre"][m][k])
+                    for comp in ("pre_post", "post_pre", "post_post"):
+                        pts[m][comp].append(c[comp][m][k])
+                    pts[m]["layer"].append(k)
+                    pts[m]["pair"].append(f"{a}-{b}")
+        details["cross_seed"] = pts
+        fits = {m: {comp: dict(zip(("slope", "intercept", "r2"),
+                                   fig7_cross_seed.fit_line(pts[m]["x"], pts[m][comp])))
+                    for comp in ("pre_post", "post_pre", "post_post")} for m in ("cca", "cka")}
+        results["cross_seed_fit"] = fits
+        # the weakest of the paper's three regressions
+        results["cross_seed_r2"] = {m: min(f["r2"] for f in fits[m].values()) for m in fits}
+    if want & {"table3", "fig11"} and pairs:
+        groups = {"maml-maml": [(("maml", a), ("maml", b)) for a, b in pairs],
+                  "anil-anil": [(("anil", a), ("anil", b)) for a, b in pairs],
+                  "anil-maml": [(("anil", a), ("maml", b)) for a, b in itertools.permutations(s, 2)]}
+        layers = {g: _mean_over([cross(a, b)["pre_pre"] for a, b in ps]) for g, ps in groups.items()}
+        details["maml_anil_layers"] = layers
+        results["maml_anil_similarity"] = {
+            g: {m: sum(v[m][k] for k in CONV) / len(CONV) for m in ("cca", "cka")}
+            for g, v in layers.items()}
+    if {"table3", "table8"} <= want and len(s) > 1:
+        regimes = [r for r in ("multiclass", "random", "multitask") if r in preset.regimes]
+        results["difference_ci"] = _difference_intervals(dirs, s, regimes, tasks)
+    if "map" in want:
+        details["network_map"] = _network_map(
+            {_run_name(*k): v for k, v in dirs.items() if not k[0].endswith("-head")}, tasks)
+    if "table8" in want:
+        ref = ("maml", s[1] if len(s) > 1 else s[0])
+        regimes = ["maml"] + [r for r in ("multiclass", "random", "multitask") if r in preset.regimes]
+        sim = {}
+        for r in regimes:
+            c = cross((r, s[0]), ref)["pre_pre"]
+            sim[r] = {m: sum(c[m][k] for k in CONV[:3]) / 3 for m in ("cca", "cka")}
+        results["regime_similarity"] = sim
+    stage["analyse"] = time.perf_counter() - t
 
     t = time.perf_counter()
     if "table6" in want:

@@ -405,6 +405,46 @@ def _acc_cell(acc: dict | None) -> str:
     return _pm(acc["mean"], spread)
 
 
+def _rl_section(r: dict, d: dict) -> list[str]:
+    """Table 2's RL rows and the policies' hidden layers before vs after adaptation."""
+    rl = r.get("rl") or {}
+    if not rl:
+        return []
+    out = ["", "## Table 2, RL rows — average return, before -> after one inner step", "",
+           "Mean ± std over seeds (± 95% CI over test tasks for a single seed); paper: after "
+           "adaptation, mean ± std over 3 seeds.", ""]
+    rows = []
+    for env, algs in rl.items():
+        for alg, v in algs.items():
+            spread = v["post"]["std"] if v["post"]["std"] is not None else v["post_ci95"][0]
+            paper = pv.TABLE2_RL.get(pv.RL_ENV.get(env, env), {}).get(alg)
+            rows.append([env, alg.upper(), _f(v["pre"]["mean"], 1),
+                         f"{v['post']['mean']:.1f} ± {spread:.1f}", _paper_pm(paper)])
+    out += _table(["environment", "method", "before", "after", "paper (after)"], rows)
+    for env, algs in ((d or {}).get("rl_pre_post") or {}).items():
+        out += ["", f"Hidden layers before vs after adaptation ({env}, first seed; weight "
+                    "change = Euclidean distance of the layer's parameters):", ""]
+        out += _table(["method", "layer", "CCA", "CKA", "weight change"],
+                      [[alg.upper(), k, _f(v["cca"], 3), _f(v["cka"], 3),
+                        _f(a["weight_change"].get(k), 3)]
+                       for alg, a in algs.items() for k, v in a["similarity"].items()])
+    return out
+
+
+def _difference_section(r: dict) -> list[str]:
+    """The bootstrap intervals of the Table 3 / Table 8 differences."""
+    ci = r.get("difference_ci") or {}
+    if not ci:
+        return []
+    out = ["", "## Differences with 95% bootstrap intervals", "",
+           "Linear CKA on position-averaged conv features, mean over conv1..conv4, test images "
+           "resampled 1000 times (`repsim.bootstrap_ci`); an interval that excludes 0 is a "
+           "difference these images resolve.", ""]
+    return out + _table(["difference", "value", "95% interval"],
+                        [[k, _f(v["value"], 3), f"[{_f(v['low'], 3)}, {_f(v['high'], 3)}]"]
+                         for k, v in ci.items()])
+
+
 def _sections(r: dict, d: dict) -> list[str]:
     col = paper_column(r)
     mini = paper_column(r, family="mini")
@@ -435,27 +475,7 @@ def _sections(r: dict, d: dict) -> list[str]:
         rows.append([k.upper() if k != "fomaml" else "first-order MAML", _acc_cell(acc.get(k)), _paper_pm(paper)])
     out += _table(["method", "this run", f"paper ({col})"], rows)
 
-    rl = r.get("rl") or {}
-    if rl:
-        out += ["", "## Table 2, RL rows — average return, before -> after one inner step", "",
-                "Mean ± std over seeds (± 95% CI over test tasks for a single seed); paper: after "
-                "adaptation, mean ± std over 3 seeds.", ""]
-        rows = []
-        for env, algs in rl.items():
-            for alg, v in algs.items():
-                spread = v["post"]["std"] if v["post"]["std"] is not None else v["post_ci95"][0]
-                paper = pv.TABLE2_RL.get(pv.RL_ENV.get(env, env), {}).get(alg)
-                rows.append([env, alg.upper(), _f(v["pre"]["mean"], 1),
-                             f"{v['post']['mean']:.1f} ± {spread:.1f}", _paper_pm(paper)])
-        out += _table(["environment", "method", "before", "after", "paper (after)"], rows)
-        sim = (d.get("rl_pre_post") or {}) if d else {}
-        for env, algs in sim.items():
-            out += ["", f"Hidden layers before vs after adaptation ({env}, first seed; weight "
-                        "change = Euclidean distance of the layer's parameters):", ""]
-            out += _table(["method", "layer", "CCA", "CKA", "weight change"],
-                          [[alg.upper(), k, _f(v["cca"], 3), _f(v["cka"], 3),
-                            _f(a["weight_change"].get(k), 3)]
-                           for alg, a in algs.items() for k, v in a["similarity"].items()])
+    out += _rl_section(r, d)
     out += ["", "## Table 3 — MAML and ANIL learn similar features", "",
             "Similarity between runs, averaged over the conv layers (the body).", ""]
     s = r.get("maml_anil_similarity") or {}
@@ -505,15 +525,7 @@ def _sections(r: dict, d: dict) -> list[str]:
                    for k in ("train_speedup_anil_vs_maml", "train_speedup_fomaml_vs_maml",
                              "inference_speedup_anil_vs_maml")])
 
-    ci = r.get("difference_ci") or {}
-    if ci:
-        out += ["", "## Differences with 95% bootstrap intervals", "",
-                "Linear CKA on position-averaged conv features, mean over conv1..conv4, test images "
-                "resampled 1000 times (`repsim.bootstrap_ci`); an interval that excludes 0 is a "
-                "difference these images resolve.", ""]
-        out += _table(["difference", "value", "95% interval"],
-                      [[k, _f(v["value"], 3), f"[{_f(v['low'], 3)}, {_f(v['high'], 3)}]"]
-                       for k, v in ci.items()])
+    out += _difference_section(r)
     out += ["", "## Table 8 — training regimes compared with MAML (mean over conv1..conv3)", ""]
     rs = r.get("regime_similarity") or {}
     out += _table(["regime", "CCA", "CKA", "paper CCA", "paper CKA"],

@@ -38,21 +38,10 @@ def _train_one(cfg_dict: dict, run_dir: str) -> str:
     return str(train_rl(RLConfig.from_dict(cfg_dict), run_dir, progress=False))
 
 
-def _finished(run_dir: Path, cfg) -> bool:
-    from meta.train import load_checkpoint
-
-    last = run_dir / "checkpoints" / "last.pt"
-    if not last.exists():
-        return False
-    state = load_checkpoint(last)
-    if state.get("config") != cfg.to_dict():
-        return False
-    return (int(state["iteration"]) >= cfg.iterations
-            or (cfg.max_seconds is not None and float(state.get("elapsed", 0)) >= cfg.max_seconds))
-
-
 def _train_all(jobs: list, workers: int) -> None:
-    todo = [(cfg, d) for cfg, d in jobs if not _finished(d, cfg)]
+    from figures.pipeline import run_is_finished
+
+    todo = [(cfg, d) for cfg, d in jobs if not run_is_finished(d, cfg)]
     if not todo:
         return
     if workers <= 1 or len(todo) == 1:
