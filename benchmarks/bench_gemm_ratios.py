@@ -41,7 +41,8 @@ CKA_TARGET = 3.0
 
 def _measures(dtype: torch.dtype) -> list[tuple[str, Callable[..., Any], float | None]]:
     """(name, fn(x, y), target ratio) for every measure that is importable."""
-    from repsim._cca import mean_cca, pwcca, svcca
+    from repsim._cca import mean_cca
+    from repsim._cca_weighted import pwcca, svcca
     from repsim._procrustes import procrustes_distance
 
     out: list[tuple[str, Callable[..., Any], float | None]] = [
@@ -119,7 +120,7 @@ def run(
 ) -> dict[str, Any]:
     """Time the GEMM and every measure; return the rows and the machine description."""
     torch.set_num_threads(threads)
-    # repsim._cca computes A^T A through numpy's BLAS (syrk) on CPU: pin that pool too.
+    # repsim._cca_core computes A^T A through numpy's BLAS (syrk) on CPU: pin that pool too.
     blas_threads = _limit_numpy_blas(threads)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g, dtype=torch.float64)

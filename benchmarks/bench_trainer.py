@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 from meta.algorithms import eval_setup, predict, task_loss  # noqa: E402
 from meta.config import get_preset  # noqa: E402
 from meta.data import Task  # noqa: E402
-from meta.evaluate import evaluate  # noqa: E402
+from meta import evaluate, train  # noqa: E402
 from meta.models import Conv4  # noqa: E402
-from meta.train import checkpoint_path, load_checkpoint, train  # noqa: E402
+from meta.run import RunDir  # noqa: E402
 
 __all__ = ["main"]
 
@@ -121,8 +121,8 @@ def accuracy_section(root: str, out_dir: Path, max_seconds: float, eval_tasks: i
         t0 = time.perf_counter()
         train(cfg, run, progress=False)
         wall = time.perf_counter() - t0
-        state = load_checkpoint(checkpoint_path(run))
-        lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        state = RunDir(run).load()
+        lines = RunDir(run).metrics()
         spi = statistics.median(r["seconds_per_iteration"] for r in lines if "seconds_per_iteration" in r)
         print(f"[{algorithm}] evaluating {eval_tasks} tasks ({_load()})", flush=True)
         result = evaluate(run, tasks=eval_tasks)

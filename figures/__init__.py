@@ -1,10 +1,11 @@
 """figures: regenerate every figure and table of Raghu et al. (ICLR 2020) from saved runs.
 
 >>> from figures import run_pipeline
->>> results = run_pipeline("quick", "results/quick")     # trains what is missing, then draws
->>> results["pre_post"]["cca"]["conv1"]
+>>> results = run_pipeline("quick", "results/quick")     # doctest: +SKIP
+>>> results["pre_post"]["cca"]["conv1"]                   # doctest: +SKIP
 
-Command line: ``python -m figures --preset quick --out results/quick``.
+Command line: ``python -m figures --preset quick --out results/quick``. Each figure or table
+is one module of :mod:`figures.outputs`; the pipeline only schedules them.
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from repsim._io import atomic_path  # noqa: E402
+
 __all__ = ["plt", "new_figure", "save", "LAYER_COLORS", "ALG_COLORS", "PAPER_STYLE"]
 
 LAYER_COLORS = {"conv1": "#1f77b4", "conv2": "#ff7f0e", "conv3": "#2ca02c", "conv4": "#9467bd",
@@ -27,12 +29,11 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 5.0, height: fl
 
 def save(fig, out_dir: str | os.PathLike, name: str) -> Path:
     """Save ``fig`` as ``out_dir/name.png`` (atomic rename) at 120 dpi, close it, return the path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.png"
-    tmp = out / f"{name}.png.tmp"
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    path = Path(out_dir) / f"{name}.png"
+    try:
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -13,6 +13,8 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from meta.run import RunDir
+
 __all__ = ["RL_SETTINGS", "check_rl", "run_rl", "rl_run_name"]
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ ALGORITHMS = ("maml", "anil")
 
 
 def rl_run_name(preset: str, algorithm: str, seed: int) -> str:
+    """The folder name of an RL run: ``"rl-nav2d-quick-maml-s0"``."""
     return f"rl-{preset}-{algorithm}-s{seed}"
 
 
@@ -39,22 +42,21 @@ def _train_one(cfg_dict: dict, run_dir: str) -> str:
 
 
 def _train_all(jobs: list, workers: int) -> None:
-    from figures.pipeline import run_is_finished
-
-    todo = [(cfg, d) for cfg, d in jobs if not run_is_finished(d, cfg)]
+    todo = [(cfg, run_dir) for cfg, run_dir in jobs if not RunDir(run_dir).is_finished(cfg)]
     if not todo:
         return
     if workers <= 1 or len(todo) == 1:
-        for cfg, d in todo:
-            _train_one(cfg.to_dict(), str(d))
+        for cfg, run_dir in todo:
+            _train_one(cfg.to_dict(), str(run_dir))
         return
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
-        for job in [pool.submit(_train_one, cfg.to_dict(), str(d)) for cfg, d in todo]:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
+        for job in [pool.submit(_train_one, cfg.to_dict(), str(run_dir)) for cfg, run_dir in todo]:
             job.result()
 
 
 def _summary(values: list[float]) -> dict:
+    """``{mean, std (over seeds; None for one), per_seed}`` of ``values``."""
     return {"mean": sum(values) / len(values),
             "std": statistics.stdev(values) if len(values) > 1 else None, "per_seed": values}
 
@@ -86,18 +88,19 @@ def run_rl(preset: str, runs_dir: Path, *, workers: int = 1) -> tuple[dict, dict
     from meta.rl.train import evaluate_rl
 
     envs, seeds = RL_SETTINGS[preset]
-    runs = {(e, a, s): (get_rl_preset(e).replace(algorithm=a, seed=s),
-                        Path(runs_dir) / rl_run_name(e, a, s))
-            for e in envs for a in ALGORITHMS for s in seeds}
+    runs = {(env, algorithm, seed): (get_rl_preset(env).replace(algorithm=algorithm, seed=seed),
+                                     Path(runs_dir) / rl_run_name(env, algorithm, seed))
+            for env in envs for algorithm in ALGORITHMS for seed in seeds}
     _train_all(list(runs.values()), workers)
     results, details = {}, {}
     for env in envs:
         results[env], details[env] = {}, {}
-        for alg in ALGORITHMS:
-            evals = [evaluate_rl(runs[(env, alg, s)][1]) for s in seeds]
-            results[env][alg] = {"pre": _summary([e["pre"]["mean"] for e in evals]),
-                                 "post": _summary([e["post"]["mean"] for e in evals]),
-                                 "post_ci95": [e["post"]["ci95"] for e in evals],
-                                 "pre_ci95": [e["pre"]["ci95"] for e in evals]}
-            details[env][alg] = analyse_run(runs[(env, alg, seeds[0])][1])
+        for algorithm in ALGORITHMS:
+            evaluations = [evaluate_rl(runs[(env, algorithm, seed)][1]) for seed in seeds]
+            results[env][algorithm] = {
+                "pre": _summary([evaluation["pre"]["mean"] for evaluation in evaluations]),
+                "post": _summary([evaluation["post"]["mean"] for evaluation in evaluations]),
+                "post_ci95": [evaluation["post"]["ci95"] for evaluation in evaluations],
+                "pre_ci95": [evaluation["pre"]["ci95"] for evaluation in evaluations]}
+            details[env][algorithm] = analyse_run(runs[(env, algorithm, seeds[0])][1])
     return results, details

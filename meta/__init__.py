@@ -1,5 +1,9 @@
 """MAML / first-order MAML / ANIL / NIL: few-shot data, the Conv4 model, training, evaluation.
 
+The functions ``train`` and ``evaluate`` live in :mod:`meta.training` and :mod:`meta.evaluation`;
+the training regimes are objects in :mod:`meta.algos`; a run directory's files are
+:class:`meta.run.RunDir`'s.
+
 >>> from meta import get_preset, train, evaluate
 >>> run = train(get_preset("tiny"), "runs/tiny")          # doctest: +SKIP
 >>> evaluate(run)["accuracy"]                             # doctest: +SKIP
@@ -17,10 +21,10 @@ from meta.algorithms import (
 )
 from meta.config import PRESETS, TrainConfig, get_preset
 from meta.data import FewShotDataset, Glyphs, MiniImageNet, Omniglot, Task, TaskSampler, load_dataset
-from meta.evaluate import evaluate, load_run
+from meta.evaluation import evaluate, load_run
 from meta.inner import adapt, all_params, freeze_blocks, head_only
 from meta.models import Conv4
-from meta.train import train
+from meta.training import train
 
 __all__ = [
     "ALGORITHMS",

@@ -1,4 +1,4 @@
-"""What every run configuration shares: JSON round trip, validated copies, the run-directory check.
+"""What every run configuration shares: JSON round trip and validated copies.
 
 >>> from meta.config import TrainConfig
 >>> TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()
@@ -7,11 +7,9 @@ True
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["ConfigMixin", "check_run_dir"]
+__all__ = ["ConfigMixin"]
 
 C = TypeVar("C", bound="ConfigMixin")
 
@@ -42,14 +40,3 @@ class ConfigMixin:
             raise ValueError(f"fields: expected names from {sorted(known)}, got unknown {unknown}")
         return dataclasses.replace(self, **fields)  # type: ignore[type-var]
 
-
-def check_run_dir(run_dir: Path, cfg: ConfigMixin) -> None:
-    """``ValueError`` unless ``run_dir`` is new or holds a run with exactly this config."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        return
-    saved, now = json.loads(path.read_text()), cfg.to_dict()
-    if saved != now:
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-        raise ValueError(f"run_dir: expected {run_dir} to hold a run with the same config, got "
-                         f"different fields {diff}; use a new directory")

@@ -1,10 +1,9 @@
 """Per-task objectives of the training regimes (paper Sec. 5.2) and test-time prediction.
 
+The functions here look the regime up in :data:`meta.algos.REGISTRY`; the math lives in
+:mod:`meta.algos` (one module per regime, shared pieces in ``meta.algos._functional``).
 MAML, first-order MAML and ANIL are one code path, :func:`meta_loss`, that differs only in the
-``trainable`` predicate and the ``first_order`` flag (see :data:`META_ALGORITHMS`). When only the
-head adapts (ANIL, random features) the body is run once per task and the head adapts on the
-cached penultimate features; :func:`meta_loss` with ``fast=False`` runs the general path instead
-and gives the same numbers.
+``trainable`` predicate and the ``first_order`` flag (see :data:`META_ALGORITHMS`).
 
 >>> loss, acc = meta_loss(model, params, task, trainable=head_only, first_order=False,
 ...                       steps=5, lr=0.1)          # ANIL
@@ -16,16 +15,30 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
-from meta.inner import Trainable, adapt, all_params, freeze_blocks, head_only, inner_loss
-from meta.inner import without_norm
+from meta.algos import REGISTRY, get_algorithm
+from meta.algos._functional import (
+    HEADS,
+    accuracy,
+    adapt_head,
+    body_features,
+    fresh_head,
+    head_logits,
+    meta_loss,
+    nil_logits,
+    predict,
+)
+from meta.algos.multiclass import multiclass_loss
+from meta.algos.multitask import multitask_loss
+from meta.algos.nil import nil_loss
+from meta.data import Task
+from meta.inner import Trainable
 
 __all__ = [
     "ALGORITHMS",
     "META_ALGORITHMS",
+    "HEADS",
     "MetaSpec",
     "accuracy",
     "body_features",
@@ -43,7 +56,8 @@ __all__ = [
     "predict",
 ]
 
-ALGORITHMS = ("maml", "fomaml", "anil", "multiclass", "multitask", "random", "nil")
+#: Every algorithm name, in registry order.
+ALGORITHMS = tuple(REGISTRY)
 
 
 class MetaSpec(NamedTuple):
@@ -53,189 +67,9 @@ class MetaSpec(NamedTuple):
     first_order: bool
 
 
-# "random" adapts like ANIL; its body is simply never updated by the outer loop (train.py).
-META_ALGORITHMS = {
-    "maml": MetaSpec(all_params, False),
-    "fomaml": MetaSpec(all_params, True),
-    "anil": MetaSpec(head_only, False),
-    "random": MetaSpec(head_only, False),
-}
-
-
-def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Fraction of rows whose arg-max equals ``y``; 0-dim float tensor, no gradient.
-
-    logits : (n, ways) tensor
-    y : (n,) int64 tensor
-    """
-    return (logits.detach().argmax(1) == y).to(torch.float64).mean()
-
-
-def body_features(model: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Penultimate features under ``params``: ``(batch, C, H, W)`` -> ``(batch, feature_dim)``."""
-    return functional_call(model, dict(params), (x,), {"features_only": True})
-
-
-def head_logits(params: Mapping[str, torch.Tensor], features: torch.Tensor) -> torch.Tensor:
-    """The linear head on features: ``(batch, feature_dim)`` -> ``(batch, ways)``."""
-    return F.linear(features, params["head.weight"], params["head.bias"])
-
-
-def adapt_head(
-    params: Mapping[str, torch.Tensor],
-    features: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    steps: int,
-    lr: float,
-    first_order: bool = False,
-    reduction: str = "sum",
-) -> dict[str, torch.Tensor]:
-    """The inner loop of :func:`meta.inner.adapt` restricted to the head, on cached features.
-
-    params : {name: tensor}, must hold ``head.weight`` (ways, feature_dim) and ``head.bias``
-    features : (n_support, feature_dim) tensor
-    y : (n_support,) int64 tensor
-    Returns a new dict; only ``head.weight`` and ``head.bias`` differ from ``params``.
-    """
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps: expected a non-negative int, got {steps!r}")
-    params = dict(params)
-    names = ("head.weight", "head.bias")
-    with torch.enable_grad():
-        for n in names:
-            if not params[n].requires_grad:
-                params[n] = params[n].detach().requires_grad_()
-        for _ in range(steps):
-            loss = inner_loss(head_logits(params, features), y, reduction=reduction)
-            grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=not first_order)
-            params = {**params, **{n: params[n] - lr * g for n, g in zip(names, grads)}}
-    return params
-
-
-def _query_logits(model, params, task, *, trainable, first_order, steps, lr, fast, reduction):
-    # The one code path shared by training (meta_loss) and evaluation (predict).
-    if fast and trainable is head_only:
-        support = body_features(model, params, task.support_x)         # (ways*shots, d), once
-        query = body_features(model, params, task.query_x)             # (ways*query, d)
-        head = adapt_head(params, support, task.support_y, steps=steps, lr=lr, first_order=first_order,
-                          reduction=reduction)
-        return head_logits(head, query)
-    fast_params = adapt(model, params, task.support_x, task.support_y, steps=steps, lr=lr,
-                        trainable=trainable, first_order=first_order, reduction=reduction)
-    return functional_call(model, fast_params, (task.query_x,))
-
-
-def meta_loss(
-    model: nn.Module,
-    params: Mapping[str, torch.Tensor],
-    task,
-    *,
-    trainable: Trainable,
-    first_order: bool,
-    steps: int,
-    lr: float,
-    fast: bool = True,
-    reduction: str = "sum",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Outer objective of one task: query cross-entropy after adapting on the support set.
-
-    Parameters
-    ----------
-    model : nn.Module
-    params : {name: tensor}
-        The meta-parameters; the loss is differentiable with respect to those requiring grad.
-    task : Task
-        ``support_x (ways*shots, C, H, W)``, ``support_y``, ``query_x (ways*query, C, H, W)``,
-        ``query_y``.
-    trainable, first_order
-        ``META_ALGORITHMS[name]``: (all_params, False) MAML, (all_params, True) first-order MAML,
-        (head_only, False) ANIL.
-    steps, lr : inner-loop steps and learning rate.
-    fast : bool
-        With ``trainable is head_only``, run the body once and adapt the head on cached features.
-    reduction : "sum" or "mean"
-        Inner-loss units (:func:`meta.inner.inner_loss`); the query loss is always the mean.
-
-    Returns
-    -------
-    loss : 0-dim tensor (with graph)
-    accuracy : 0-dim float64 tensor (query accuracy, detached)
-    """
-    logits = _query_logits(model, params, task, trainable=trainable, first_order=first_order,
-                           steps=steps, lr=lr, fast=fast, reduction=reduction)
-    return F.cross_entropy(logits, task.query_y), accuracy(logits, task.query_y)
-
-
-def nil_logits(
-    support_features: torch.Tensor,
-    support_y: torch.Tensor,
-    query_features: torch.Tensor,
-    ways: int,
-) -> torch.Tensor:
-    """The NIL / Matching Networks rule, as log-probabilities.
-
-    ``p(c | q) = sum_j softmax_j(cos(q, s_j)) * [y_j == c]`` — the support labels weighted by the
-    softmax over the support set of the cosine similarity between the query's and each support
-    example's penultimate features (no temperature).
-
-    Parameters
-    ----------
-    support_features : (n_support, d) tensor
-    support_y : (n_support,) int64 tensor with values in ``0..ways-1``
-    query_features : (n_query, d) tensor
-    ways : int
-
-    Returns
-    -------
-    (n_query, ways) tensor
-        ``log p(c | q)``; each row's exponentials sum to 1, so it can be used directly as
-        logits (``F.cross_entropy`` gives ``-log p(y | q)``, the NIL-training loss) and its
-        arg-max is the NIL prediction. A class absent from the support set gets ``-inf``.
-    """
-    if support_features.dim() != 2 or query_features.dim() != 2:
-        raise ValueError(
-            "features: expected 2-D (n, d) tensors, got support "
-            f"{tuple(support_features.shape)} and query {tuple(query_features.shape)}"
-        )
-    if support_features.shape[1] != query_features.shape[1]:
-        raise ValueError(
-            f"features: expected the same width d, got {support_features.shape[1]} (support) "
-            f"and {query_features.shape[1]} (query)"
-        )
-    if support_y.shape != (support_features.shape[0],):
-        raise ValueError(
-            f"support_y: expected shape ({support_features.shape[0]},), got {tuple(support_y.shape)}"
-        )
-    cos = F.normalize(query_features, dim=1) @ F.normalize(support_features, dim=1).T  # (nq, ns)
-    onehot = F.one_hot(support_y, ways).to(cos.dtype)                                  # (ns, ways)
-    return torch.log(torch.softmax(cos, dim=1) @ onehot)
-
-
-def nil_loss(model, params, task, *, ways: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """NIL training: cross-entropy of the NIL rule on the query set (the head is unused).
-
-    Returns ``(loss, accuracy)`` as :func:`meta_loss`.
-    """
-    logits = nil_logits(body_features(model, params, task.support_x), task.support_y,
-                        body_features(model, params, task.query_x), ways)
-    return F.cross_entropy(logits, task.query_y), accuracy(logits, task.query_y)
-
-
-def multitask_loss(model, params, task) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multitask training: no inner loop; one ``ways``-output head on task-local query labels."""
-    logits = functional_call(model, dict(params), (task.query_x,))
-    return F.cross_entropy(logits, task.query_y), accuracy(logits, task.query_y)
-
-
-def multiclass_loss(model, params, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multiclass pretraining: cross-entropy over all training classes.
-
-    x : (batch, C, H, W) tensor
-    y : (batch,) int64 tensor of global class indices
-    """
-    logits = functional_call(model, dict(params), (x,))
-    return F.cross_entropy(logits, y), accuracy(logits, y)
+#: The regimes trained through an inner loop: name -> (trainable, first_order).
+META_ALGORITHMS = {name: MetaSpec(type(a).trainable, a.first_order)
+                   for name, a in REGISTRY.items() if a.meta_learned}
 
 
 def inner_trainable(algorithm: str, *, adapt_norm: bool = False,
@@ -246,43 +80,23 @@ def inner_trainable(algorithm: str, *, adapt_norm: bool = False,
     ``freeze`` (blocks 1..4): everything but those blocks. Unless ``adapt_norm``, the batch-norm
     offsets never adapt (the MAML reference code).
     """
-    if freeze:
-        trainable = freeze_blocks(freeze)
-    elif algorithm in ("maml", "fomaml"):
-        trainable = all_params
-    else:
-        trainable = head_only
-    return trainable if adapt_norm else without_norm(trainable)
+    return get_algorithm(algorithm).inner_trainable(adapt_norm=adapt_norm, freeze=freeze)
 
 
-def task_loss(model, params, task, *, algorithm: str, steps: int, lr: float, ways: int,
-              reduction: str = "sum", adapt_norm: bool = False):
-    """The per-task training objective of ``algorithm`` (all but ``"multiclass"``).
+def task_loss(model: nn.Module, params: Mapping[str, torch.Tensor], task: Task, *, algorithm: str,
+              steps: int, lr: float, ways: int, reduction: str = "sum", adapt_norm: bool = False
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-task training objective of ``algorithm`` (every episodic regime).
 
     ``reduction`` and ``adapt_norm`` set the inner loop's loss units and whether the batch-norm
     offsets adapt (:func:`inner_trainable`).
     Returns ``(loss, accuracy)``: 0-dim loss with graph, 0-dim float64 query accuracy.
     """
-    if algorithm in META_ALGORITHMS:
-        spec = META_ALGORITHMS[algorithm]
-        trainable = spec.trainable if adapt_norm else without_norm(spec.trainable)
-        return meta_loss(model, params, task, trainable=trainable, first_order=spec.first_order,
-                         steps=steps, lr=lr, reduction=reduction)
-    if algorithm == "nil":
-        return nil_loss(model, params, task, ways=ways)
-    if algorithm == "multitask":
-        return multitask_loss(model, params, task)
-    raise ValueError(
-        f"algorithm: expected one of {sorted(set(ALGORITHMS) - {'multiclass'})}, got {algorithm!r}"
-    )
-
-
-def fresh_head(params: Mapping[str, torch.Tensor], ways: int) -> dict[str, torch.Tensor]:
-    """Replace the head by a zero-initialised one of ``ways`` outputs (multiclass evaluation)."""
-    weight = params["head.weight"]
-    return {**params,
-            "head.weight": weight.new_zeros(ways, weight.shape[1]),
-            "head.bias": weight.new_zeros(ways)}
+    episodic = [name for name, a in REGISTRY.items() if a.episodic]
+    if algorithm not in episodic:
+        raise ValueError(f"algorithm: expected one of {sorted(episodic)}, got {algorithm!r}")
+    return get_algorithm(algorithm).task_loss(model, params, task, steps=steps, lr=lr, ways=ways,
+                                              reduction=reduction, adapt_norm=adapt_norm)
 
 
 def eval_setup(
@@ -301,40 +115,4 @@ def eval_setup(
     (blocks 1..4) overrides the default: everything but those blocks adapts. The batch-norm
     offsets adapt only with ``adapt_norm`` (:func:`inner_trainable`).
     """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm: expected one of {list(ALGORITHMS)}, got {algorithm!r}")
-    params = dict(params)
-    if algorithm in ("multiclass", "nil") or params["head.weight"].shape[0] != ways:
-        params = fresh_head(params, ways)
-    return params, inner_trainable(algorithm, adapt_norm=adapt_norm, freeze=freeze)
-
-
-def predict(
-    model: nn.Module,
-    params: Mapping[str, torch.Tensor],
-    task,
-    *,
-    head: str = "maml",
-    trainable: Trainable = all_params,
-    steps: int,
-    lr: float,
-    reduction: str = "sum",
-) -> torch.Tensor:
-    """Query logits of one test task, ``(ways*query, ways)``, without gradients.
-
-    head : "maml" or "nil"
-        ``"maml"``: adapt the ``trainable`` parameters on the support set (first-order, since
-        nothing is differentiated afterwards), then classify the query; head-only adaptation uses
-        the cached-features fast path. ``"nil"``: no adaptation; :func:`nil_logits` on the body's
-        features (``trainable``, ``steps`` and ``lr`` are ignored).
-    """
-    with torch.no_grad():
-        if head == "nil":
-            ways = int(task.support_y.max()) + 1
-            return nil_logits(body_features(model, params, task.support_x), task.support_y,
-                              body_features(model, params, task.query_x), ways)
-        if head != "maml":
-            raise ValueError(f"head: expected 'maml' or 'nil', got {head!r}")
-        params = {n: p.detach() for n, p in params.items()}
-        return _query_logits(model, params, task, trainable=trainable, first_order=True,
-                             steps=steps, lr=lr, fast=True, reduction=reduction).detach()
+    return get_algorithm(algorithm).eval_setup(params, ways, freeze=freeze, adapt_norm=adapt_norm)

@@ -27,9 +27,11 @@ from torch.func import functional_call
 
 import repsim
 from meta.inner import Trainable, adapt, all_params
+from meta.models import BODY_NAMES, LAYER_NAMES
 
 __all__ = [
     "LAYERS",
+    "MEASURES",
     "COMPARISONS",
     "AdaptSpec",
     "layer_activations",
@@ -42,7 +44,8 @@ __all__ = [
     "body_mean",
 ]
 
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "head")
+LAYERS = LAYER_NAMES              # the layers analysed: conv1..conv4, head (meta.models)
+#: Similarity measures: mean CCA on spatial positions, linear CKA on whole images.
 MEASURES = ("cca", "cka")
 # comparison -> (side of run a, side of run b); 0 = before adaptation, 1 = after
 _PAIRS = {"pre_pre": ("a0", "b0"), "pre_post": ("a0", "b1"), "post_pre": ("a1", "b0"),
@@ -133,6 +136,8 @@ def _drop_constant(x: torch.Tensor) -> torch.Tensor:
 
 def _similarity(measure: str, a: torch.Tensor, b: torch.Tensor, *, epsilon: float) -> float:
     """One similarity of two layer activations ``(N, ...)`` under the paper's conventions."""
+    if measure not in MEASURES:
+        raise ValueError(f"measure: expected one of {list(MEASURES)}, got {measure!r}")
     if measure == "cca":
         x = _drop_constant(repsim.flatten_conv(a, mode="channels"))  # (N*H*W, C) for conv layers
         y = _drop_constant(repsim.flatten_conv(b, mode="channels"))
@@ -146,7 +151,7 @@ def _mean_dicts(rows: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, 
     return {m: {k: sum(r[m][k] for r in rows) / len(rows) for k in rows[0][m]} for m in rows[0]}
 
 
-def body_mean(per_layer: Mapping[str, float], *, layers: Iterable[str] = LAYERS[:4]) -> float:
+def body_mean(per_layer: Mapping[str, float], *, layers: Iterable[str] = BODY_NAMES) -> float:
     """Mean of ``per_layer`` over ``layers`` (default the body ``conv1..conv4``)."""
     vals = [float(per_layer[k]) for k in layers if k in per_layer]
     if not vals:
@@ -302,7 +307,7 @@ def cross_run_similarity(
     adapt_a: AdaptSpec | None = None,
     adapt_b: AdaptSpec | None = None,
     measures: Sequence[str] = MEASURES,
-    layers: Sequence[str] = LAYERS[:4],
+    layers: Sequence[str] = BODY_NAMES,
     comparisons: Sequence[str] = COMPARISONS,
     on: str = "query",
     epsilon: float = 0.0,

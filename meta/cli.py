@@ -3,8 +3,10 @@
     python -m meta train --preset omniglot-5w1s-quick --algorithm anil --out runs/anil
     python -m meta evaluate runs/anil --freeze 1,2,3
 
-User errors (unknown preset or field, bad value, missing run) exit with status 2 and a one-line
-message; ``evaluate`` prints one line with the accuracy and its 95% confidence interval.
+User errors (unknown preset or field, bad value, a run directory with another config, missing
+run or checkpoint) exit with status 2 and a one-line message (:mod:`repsim._cli_policy`); any
+other error is a bug and shows its traceback. ``evaluate`` prints one line with the accuracy and
+its 95% confidence interval.
 """
 from __future__ import annotations
 
@@ -12,14 +14,18 @@ import argparse
 import json
 import logging
 import os
-import sys
 from collections.abc import Sequence
 
-from meta.algorithms import ALGORITHMS
+from meta.algos import algorithm_names
+from meta.algos._functional import HEADS
 from meta.config import PRESETS, TrainConfig, get_preset
 from meta.rl.config import RL_PRESETS
+from meta.run import RunDir
+from repsim._cli_policy import run_cli, user_input
 
-__all__ = ["main", "build_parser", "parse_set"]
+__all__ = ["main", "build_parser", "parse_set", "check_inputs", "PROG"]
+
+PROG = "python -m meta"
 
 
 def parse_set(cfg: TrainConfig, items: Sequence[str]) -> TrainConfig:
@@ -47,6 +53,16 @@ def parse_set(cfg: TrainConfig, items: Sequence[str]) -> TrainConfig:
     return cfg.replace(**fields)
 
 
+def check_inputs(cfg, run_dir: str | os.PathLike) -> None:
+    """``ValueError`` when ``run_dir`` holds a run with another config, or ``cfg.body_from``
+    names a folder without a trained run (what the user gave, checked before any work)."""
+    RunDir(run_dir).check_config(cfg)
+    body_from = getattr(cfg, "body_from", None)
+    if body_from is not None and not RunDir(body_from).checkpoint().exists():
+        raise ValueError(f"body_from: expected a trained run with "
+                         f"{RunDir(body_from).checkpoint()}, got none")
+
+
 def _parse_freeze(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(b) for b in text.split(",") if b.strip())
@@ -63,15 +79,15 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m meta`` argument parser."""
-    parser = _Parser(prog="python -m meta",
-                                     description="MAML / first-order MAML / ANIL / NIL training and evaluation.")
+    parser = _Parser(prog=PROG,
+                     description="MAML / first-order MAML / ANIL / NIL training and evaluation.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a run (resumes if RUN holds the same config)",
                        description="Train a run directory; an existing one with the same config resumes.")
     t.add_argument("--preset", required=True, choices=sorted(PRESETS) + sorted(RL_PRESETS),
                    help="hyperparameter preset (RL: " + ", ".join(sorted(RL_PRESETS)) + ")")
-    t.add_argument("--algorithm", choices=ALGORITHMS, help="override the preset's algorithm")
+    t.add_argument("--algorithm", choices=algorithm_names(), help="override the preset's algorithm")
     t.add_argument("--data-root", help="folder with the dataset files")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any TrainConfig field, e.g. --set iterations=1000 (repeatable)")
@@ -84,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tasks", type=int, help="number of test tasks (default: the config's, 600)")
     e.add_argument("--freeze", type=_parse_freeze, default=(), metavar="1,2,3",
                    help="blocks kept fixed in the inner loop")
-    e.add_argument("--head", choices=("maml", "nil"), default="maml", help="test-time head")
+    e.add_argument("--head", choices=HEADS, default="maml", help="test-time head")
     e.add_argument("--inner-steps", type=int, help="test-time inner steps")
     e.add_argument("--checkpoint", help="iteration of a saved checkpoint, or 'last'")
     e.add_argument("--split", help="dataset split (default: the config's test_split)")
@@ -93,40 +109,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(args) -> int:
+def _train(args: argparse.Namespace) -> int:
     if args.preset in RL_PRESETS:                      # MAML-RL / ANIL-RL: meta.rl
         from meta.rl.cli import train_command
         return train_command(args)
-    from meta.train import train
+    from meta.training import train
 
-    cfg = get_preset(args.preset)
-    if args.algorithm:
-        cfg = cfg.replace(algorithm=args.algorithm)
-    if args.data_root:
-        cfg = cfg.replace(data_root=args.data_root)
-    cfg = parse_set(cfg, args.overrides)
+    with user_input():
+        cfg = get_preset(args.preset)
+        if args.algorithm:
+            cfg = cfg.replace(algorithm=args.algorithm)
+        if args.data_root:
+            cfg = cfg.replace(data_root=args.data_root)
+        cfg = parse_set(cfg, args.overrides)
+        check_inputs(cfg, args.out)
     run = train(cfg, args.out, progress=False if args.quiet else None)
     if int(os.environ.get("RANK", "0")) == 0:
         print(run)
     return 0
 
 
-def _evaluate(args) -> int:
+def _evaluate(args: argparse.Namespace) -> int:
     from meta.rl.train import is_rl_run
     if is_rl_run(args.run):
         from meta.rl.cli import evaluate_command
         return evaluate_command(args)
-    from meta.evaluate import evaluate
+    from meta.evaluation import prepare_evaluation, run_evaluation
 
-    checkpoint = args.checkpoint
-    if checkpoint not in (None, "last"):
-        try:
-            checkpoint = int(checkpoint)
-        except ValueError:
-            raise ValueError(f"--checkpoint: expected an iteration or 'last', got {checkpoint!r}") from None
-    r = evaluate(args.run, tasks=args.tasks, freeze=args.freeze, head=args.head,
-                 inner_steps=args.inner_steps, checkpoint=checkpoint, split=args.split,
-                 seed=args.seed, device=args.device)
+    with user_input():
+        checkpoint = args.checkpoint
+        if checkpoint not in (None, "last"):
+            try:
+                checkpoint = int(checkpoint)
+            except ValueError:
+                raise ValueError(f"--checkpoint: expected an iteration or 'last', got {checkpoint!r}") from None
+        request = prepare_evaluation(args.run, tasks=args.tasks, freeze=args.freeze, head=args.head,
+                                     inner_steps=args.inner_steps, checkpoint=checkpoint,
+                                     split=args.split, seed=args.seed, device=args.device)
+    r = run_evaluation(request)
     freeze = ",".join(map(str, r["freeze"])) or "none"
     print(f"{args.run}: {r['algorithm']} {r['ways']}-way {r['shots']}-shot {r['dataset']}, "
           f"head {r['head']}, frozen {freeze}, {r['inner_steps']} steps, {r['tasks']} tasks: "
@@ -135,14 +155,13 @@ def _evaluate(args) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (2 on a user error)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return _train(args) if args.command == "train" else _evaluate(args)
-    except (ValueError, OSError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    return _train(args) if args.command == "train" else _evaluate(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 with a one-line message on a user error; a bug
+    is a traceback)."""
+    return run_cli(PROG, _main, argv)

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meta.algorithms import ALGORITHMS
-from meta.inner import REDUCTIONS
 from meta._config_base import ConfigMixin
+from meta.algos import get_algorithm
+from meta.data import DATASETS
+from meta.inner import REDUCTIONS
 
 __all__ = ["TrainConfig", "PRESETS", "get_preset", "DATASETS"]
-
-DATASETS = ("glyphs", "omniglot", "miniimagenet")
 
 
 @dataclass(frozen=True)
 class TrainConfig(ConfigMixin):
     """Everything that determines a training run (paper hyperparameters in :data:`PRESETS`)."""
 
-    algorithm: str = "maml"          # maml | fomaml | anil | multiclass | multitask | random | nil
+    algorithm: str = "maml"          # a name of meta.algos.REGISTRY (maml, anil, nil, ...)
     dataset: str = "glyphs"          # glyphs (embedded) | omniglot | miniimagenet
     data_root: str | None = None     # folder of the dataset files; None = the loader's default
     train_split: str = "train"       # split meta-trained on (omniglot: "train" = MAML's 1100 chars)
@@ -56,8 +55,7 @@ class TrainConfig(ConfigMixin):
     device: str = "cpu"              # cpu | cuda (torchrun: cuda:LOCAL_RANK)
 
     def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm: expected one of {list(ALGORITHMS)}, got {self.algorithm!r}")
+        algorithm = get_algorithm(self.algorithm)     # ValueError listing the names
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset: expected one of {list(DATASETS)}, got {self.dataset!r}")
         positive = ("ways", "shots", "query", "meta_batch_size", "batch_size", "iterations",
@@ -88,7 +86,7 @@ class TrainConfig(ConfigMixin):
                                            or not isinstance(self.grad_clip, (int, float))
                                            or not self.grad_clip > 0):
             raise ValueError(f"grad_clip: expected None or a positive number, got {self.grad_clip!r}")
-        if self.body_from is not None and self.algorithm not in ("random", "anil", "maml", "fomaml"):
+        if self.body_from is not None and not algorithm.meta_learned:
             raise ValueError(f"body_from: expected a meta-learning algorithm, got {self.algorithm!r}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ValueError(f"max_seconds: expected None or a positive number, got {self.max_seconds!r}")
@@ -104,7 +102,7 @@ class TrainConfig(ConfigMixin):
     @property
     def first_order(self) -> bool:
         """Derived from the algorithm: True only for first-order MAML."""
-        return self.algorithm == "fomaml"
+        return get_algorithm(self.algorithm).first_order
 
 
 # The paper's settings (PAPER.md, App. A/B.1); where the paper is silent, the MAML reference

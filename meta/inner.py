@@ -17,16 +17,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from meta.models import is_norm_param
+from meta.models import BODY_NAMES, is_norm_param
 
 __all__ = ["adapt", "all_params", "head_only", "freeze_blocks", "without_norm", "inner_loss",
-           "REDUCTIONS", "Trainable"]
+           "REDUCTIONS", "BLOCKS", "Trainable"]
 
 Trainable = Callable[[str], bool]
 
 #: Inner-loss reductions: "sum" is the MAML reference code's (per-example cross-entropy divided
 #: by the shots and summed, i.e. ``ways`` times the mean); "mean" is the plain mean.
 REDUCTIONS = ("sum", "mean")
+
+#: Block numbers that test-time freezing accepts: 1..4 for conv1..conv4.
+BLOCKS = tuple(range(1, len(BODY_NAMES) + 1))
 
 
 def inner_loss(logits: torch.Tensor, y: torch.Tensor, *, reduction: str = "sum") -> torch.Tensor:
@@ -81,8 +84,9 @@ def freeze_blocks(blocks: Iterable[int]) -> Trainable:
     (False, True, True)
     """
     frozen = tuple(sorted({int(b) for b in blocks}))
-    if any(b not in (1, 2, 3, 4) for b in frozen):
-        raise ValueError(f"blocks: expected block numbers in 1..4, got {list(frozen)}")
+    if any(b not in BLOCKS for b in frozen):
+        raise ValueError(f"blocks: expected block numbers in {BLOCKS[0]}..{BLOCKS[-1]}, "
+                         f"got {list(frozen)}")
     prefixes = tuple(f"conv{b}." for b in frozen)
 
     def trainable(name: str) -> bool:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Conv4", "BatchNormOffset", "LAYER_NAMES", "BODY_NAMES", "is_norm_param"]
+__all__ = ["Conv4", "BatchNormOffset", "LAYER_NAMES", "BODY_NAMES", "is_norm_param", "build_model"]
 
 BODY_NAMES = ("conv1", "conv2", "conv3", "conv4")
 LAYER_NAMES = BODY_NAMES + ("head",)
@@ -168,3 +168,16 @@ class Conv4(nn.Module):
         """Logits ``(batch, ways)``, or the features when ``features_only`` (for functional_call)."""
         z = self.features(x)
         return z if features_only else self.head(z)
+
+
+def build_model(cfg, image_shape: tuple[int, int, int], outputs: int) -> Conv4:
+    """The Conv4 for ``cfg.dataset``: pooled MiniImageNet variant or the stride-2 Omniglot one.
+
+    image_shape : (C, H, W) of the dataset's images
+    outputs : head width (``cfg.ways``, or the number of training classes for multiclass)
+    """
+    pool = cfg.dataset == "miniimagenet"
+    hidden = cfg.hidden if cfg.hidden is not None else (32 if pool else 64)
+    channels, height, _ = image_shape
+    return Conv4(outputs, in_channels=channels, hidden=hidden, image_size=height, pool=pool,
+                 head_init=cfg.head_init)

@@ -13,14 +13,16 @@ arrays on any device and returns a 0-dim float64 tensor on the input's device.
 """
 from __future__ import annotations
 
-from ._cca import CCAResult, cca, mean_cca, pwcca, svcca
+from ._cca import CCAResult, cca, mean_cca
+from ._cca_weighted import pwcca, svcca
 from ._cka import linear_cka, rbf_cka
 from ._hooks import flatten_conv, record_activations
 from ._inference import BootstrapResult, PermutationResult, bootstrap_ci, permutation_test
 from ._matrix import similarity_matrix
 from ._minibatch import MinibatchCKA
 from ._procrustes import procrustes_distance
-from ._shape import embed_distances, pairwise_distances, shape_distance
+from ._embed import embed_distances
+from ._shape import pairwise_distances, shape_distance
 from ._streaming import StreamingSimilarity
 from ._tokens import flatten_tokens
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from . import _blas, _hsic
+from . import _blas, _hsic, _hsic_terms
 from ._validate import as_pair, check_min_samples, check_variance
 
 __all__ = ["linear_cka", "rbf_cka"]
@@ -49,7 +49,7 @@ def linear_cka(
 
     Notes
     -----
-    The cheaper of two exact forms is used (:func:`repsim._hsic.choose_form`). Feature space
+    The cheaper of two exact forms is used (:func:`repsim._hsic_terms.choose_form`). Feature space
     (``d`` up to about ``n``): the only ``O(n d^2)`` work is ``Xc^T Yc`` and the symmetric
     ``Xc^T Xc``, ``Yc^T Yc`` (one triangle each), no ``(n, n)`` Gram; where accurate (column
     means holding at most 90% of ``||x||_F^2``, ``d <= n``), centring is folded into those
@@ -59,13 +59,13 @@ def linear_cka(
     x, y = as_pair(x, y, dtype=dtype)
     n = x.shape[0]
     check_min_samples(n, 4 if debiased else 2, "debiased linear CKA" if debiased else "linear CKA")
-    if _hsic.choose_form(n, [x.shape[1]], [y.shape[1]], full=_blas.uses_syrk(x)) == "gram":
+    if _hsic_terms.choose_form(n, [x.shape[1]], [y.shape[1]], full=_blas.uses_syrk(x)) == "gram":
         _check_spread(x, "x")  # wide layers (d > n, e.g. flattened conv maps): (n, n) Grams
         _check_spread(y, "y")
         if debiased:
-            hxy, hxx, hyy = _hsic.unbiased_terms([x], [y], form="gram")
+            hxy, hxx, hyy = _hsic_terms.unbiased_terms([x], [y], form="gram")
         else:
-            hxy, hxx, hyy, _, _ = _hsic.linear_terms([x], [y], form="gram")
+            hxy, hxx, hyy, _, _ = _hsic_terms.linear_terms([x], [y], form="gram")
         return _ratio(hxy.reshape(()), hxx.reshape(()), hyy.reshape(()), debiased=debiased)
     # debiased: the squared row norms serve both the centring check and the kernel statistics
     sx, sy = (_hsic.row_sq_norms(t) if debiased else None for t in (x, y))

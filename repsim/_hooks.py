@@ -150,6 +150,26 @@ def record_activations(
         output with no tensor in it, or -- when the block ends without error -- layers whose
         hook never fired.
     """
+    _check_options(calls=calls, reduce=reduce, select=select, to=to)
+    modules = _resolve_layers(model, layers)
+
+    acts: dict[str, Any] = {}
+    fired: set[str] = set()
+    handles = []
+    try:
+        for name, module in modules.items():
+            hook = _make_hook(name, acts, fired, detach=detach, to=to, reduce=reduce,
+                              select=select, calls=calls)
+            handles.append(module.register_forward_hook(hook))
+        yield acts
+    finally:
+        for handle in handles:
+            handle.remove()
+    _finish_recording(acts, fired, list(modules), calls=calls)
+
+
+def _check_options(*, calls: Any, reduce: Any, select: Any, to: Any) -> None:
+    """``ValueError`` for an option of :func:`record_activations` that cannot work."""
     if calls not in _CALLS:
         raise ValueError(f"calls: expected one of {_CALLS}, got {calls!r}")
     if reduce is not None and not callable(reduce):
@@ -157,46 +177,45 @@ def record_activations(
     if select is not None and not callable(select):
         raise ValueError(f"select: expected a callable(output), got {type(select).__name__}")
     _check_to(to)
-    modules = _resolve_layers(model, layers)
 
-    acts: dict[str, Any] = {}
-    fired: set[str] = set()
 
-    def make_hook(name: str) -> Callable[[nn.Module, Any, Any], None]:
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            tensor = select(output) if select is not None else _first_tensor(output)
-            if not isinstance(tensor, torch.Tensor):
-                what = "select(output)" if select is not None else "the output"
-                raise ValueError(
-                    f"layer {name!r}: expected a tensor in {what}, got {type(output).__name__}"
-                    f"{'' if select is None else f' -> {type(tensor).__name__}'}"
-                )
-            if tensor.is_nested:  # nn.TransformerEncoder's fast path with a padding mask
-                tensor = tensor.to_padded_tensor(0.0)
-            if detach:
-                tensor = tensor.detach()
-            if to is not None:
-                tensor = tensor.to(to)
-            fired.add(name)
-            if reduce is not None:
-                reduce(name, tensor)
-            elif calls == "last":
-                acts[name] = tensor
-            else:
-                acts.setdefault(name, []).append(tensor)
+def _make_hook(
+    name: str, acts: dict[str, Any], fired: set[str], *, detach: bool,
+    to: str | torch.device | torch.dtype | None, reduce: Callable[[str, torch.Tensor], Any] | None,
+    select: Callable[[Any], torch.Tensor] | None, calls: str,
+) -> Callable[[nn.Module, Any, Any], None]:
+    """The forward hook of layer ``name``: stores its output tensor in ``acts`` (or passes it
+    to ``reduce``) and adds ``name`` to ``fired``."""
 
-        return hook
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        tensor = select(output) if select is not None else _first_tensor(output)
+        if not isinstance(tensor, torch.Tensor):
+            what = "select(output)" if select is not None else "the output"
+            raise ValueError(
+                f"layer {name!r}: expected a tensor in {what}, got {type(output).__name__}"
+                f"{'' if select is None else f' -> {type(tensor).__name__}'}"
+            )
+        if tensor.is_nested:  # nn.TransformerEncoder's fast path with a padding mask
+            tensor = tensor.to_padded_tensor(0.0)
+        if detach:
+            tensor = tensor.detach()
+        if to is not None:
+            tensor = tensor.to(to)
+        fired.add(name)
+        if reduce is not None:
+            reduce(name, tensor)
+        elif calls == "last":
+            acts[name] = tensor
+        else:
+            acts.setdefault(name, []).append(tensor)
 
-    handles = []
-    try:
-        for name, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(name)))
-        yield acts
-    finally:
-        for handle in handles:
-            handle.remove()
+    return hook
 
-    never = [n for n in modules if n not in fired]
+
+def _finish_recording(acts: dict[str, Any], fired: set[str], names: list[str], *,
+                      calls: str) -> None:
+    """After a block without error: check that every hook fired; concatenate for ``"concat"``."""
+    never = [n for n in names if n not in fired]
     if never:
         raise ValueError(
             f"layers: expected every requested layer to run inside the block, but the hooks of "

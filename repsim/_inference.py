@@ -23,22 +23,21 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import torch
 
 from . import _inference_fast as _fast
-from ._cca import mean_cca, pwcca, svcca
+from ._cca import mean_cca
+from ._cca_weighted import pwcca, svcca
 from ._cka import linear_cka, rbf_cka
+from ._draws import as_generator, draws
 from ._matrix import _check_common, _layers
 from ._procrustes import procrustes_distance
 from ._validate import as_pair
 
 __all__ = ["PermutationResult", "BootstrapResult", "permutation_test", "bootstrap_ci"]
-
-# Largest number of index entries drawn at once (permutations or resamples of n rows each).
-_MAX_INDEX_ENTRIES = 1 << 22
 
 
 class PermutationResult(NamedTuple):
@@ -162,12 +161,12 @@ def permutation_test(
     xs, ys, single = _inputs(x, y, measure_kw)
     n = next(iter(xs.values())).shape[0]
     value = _pairs(measure_fn, xs, ys)
-    gen = _generator(generator)
+    gen = as_generator(generator)
     chunks = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the call on (x, y) above has warned already
         fast = _fast.null_function(name, measure_kw, xs, ys) if name is not None else None
-        for perms in _draws(n, count, gen, value.device, replace=False):
+        for perms in draws(n, count, gen, value.device, replace=False):
             if fast is not None:
                 chunks.append(fast(perms))  # (b, A, B)
             else:
@@ -256,12 +255,12 @@ def bootstrap_ci(
     xs, ys, single = _inputs(x, y, measure_kw)
     n = next(iter(xs.values())).shape[0]
     value = _pairs(measure_fn, xs, ys)
-    gen = _generator(generator)
+    gen = as_generator(generator)
     weighted = _fast.weighted_function(name, measure_kw, xs, ys) if name is not None else None
     out, distinct, messages = [], [], []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for idx in _draws(n, count, gen, value.device, replace=True):
+        for idx in draws(n, count, gen, value.device, replace=True):
             counts = torch.zeros(idx.shape, dtype=torch.long, device=idx.device)
             counts.scatter_add_(1, idx, torch.ones_like(idx))  # multiplicities (b, n)
             distinct.append((counts > 0).sum(1))
@@ -383,31 +382,3 @@ def _pairs(
         torch.stack([torch.as_tensor(fn(a, b)).reshape(()).to(torch.float64)
                      for b in ys.values()])
         for a in xs.values()])
-
-
-def _generator(generator: Any) -> torch.Generator | None:
-    if generator is None or isinstance(generator, torch.Generator):
-        return generator
-    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
-        return torch.Generator().manual_seed(int(generator))
-    raise ValueError("generator: expected a torch.Generator, an int seed or None, "
-                     f"got {type(generator).__name__}")
-
-
-def _draws(
-    n: int, count: int, gen: torch.Generator | None, device: torch.device, *, replace: bool
-) -> Iterator[torch.Tensor]:
-    """``count`` permutations (or resamples with replacement) of ``range(n)``, in (b, n) chunks.
-
-    The sequence depends on ``gen`` alone (one ``randperm`` or ``randint`` call per draw), so
-    every consumer of the same generator sees the same draws whatever the chunk size.
-    """
-    where = gen.device if gen is not None else torch.device("cpu")
-    step = max(1, min(count, _MAX_INDEX_ENTRIES // n))
-    for start in range(0, count, step):
-        b = min(step, count - start)
-        if replace:
-            rows = [torch.randint(n, (n,), generator=gen, device=where) for _ in range(b)]
-        else:
-            rows = [torch.randperm(n, generator=gen, device=where) for _ in range(b)]
-        yield torch.stack(rows).to(device)

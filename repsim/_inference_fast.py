@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from . import _blas, _hsic
-from ._cca import _centred_gram, _check_epsilon, _svd_whitening, _whitening
+from ._cca_core import centred_gram, check_epsilon, svd_whitening, whitening
 from ._cka import rbf_gram
 from ._procrustes import _centring as _procrustes_centring
 
@@ -201,15 +201,15 @@ def _cka_null(px: _Side, py: _Side, perms: torch.Tensor) -> torch.Tensor:
 
 def _cca_side(t: torch.Tensor, name: str, kw: Mapping[str, Any], label: str) -> _Side:
     n = t.shape[0]
-    eps = _check_epsilon(kw.get("epsilon", 0.0))
-    gram, a, mean = _centred_gram(t, label)
+    eps = check_epsilon(kw.get("epsilon", 0.0))
+    gram, a, mean = centred_gram(t, label)
     cov = gram / (n - 1)
     centred = a - mean if mean is not None else a
     if name == "svcca":
-        white, _ = _svd_whitening(cov, n=n, name=label, keep=float(kw.get("keep", 0.99)),
+        white, _ = svd_whitening(cov, n=n, name=label, keep=float(kw.get("keep", 0.99)),
                                   epsilon=eps)
     else:
-        white = _whitening(cov, n=n, name=label, epsilon=eps, what=name)
+        white = whitening(cov, n=n, name=label, epsilon=eps, what=name)
     q = white.white(centred.mT).mT / math.sqrt(n - 1)  # (n, r): Xc M / sqrt(n - 1)
     side = _Side(q=q, d=t.shape[1])
     if name == "pwcca":  # Sxx M: the projections of the neurons on the canonical directions

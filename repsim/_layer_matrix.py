@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from repsim._hooks import flatten_conv
+from repsim._io import atomic_path
 from repsim._matrix import similarity_matrix
 
 __all__ = ["compute_matrix", "format_table", "write_matrix", "two_d"]
@@ -133,21 +134,33 @@ def write_matrix(
 ) -> tuple[Path, Path]:
     """Write ``stem.csv`` (full precision) and a ``stem.png`` heatmap; return both paths.
 
-    The heatmap is drawn with matplotlib's Agg canvas directly (no pyplot, no global backend
-    change); cells are annotated with their values up to 12 x 12 layers.
+    matrix : (len(rows), len(cols)) tensor. Both files are written atomically
+    (:func:`repsim._io.atomic_path`).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     values = matrix.detach().to("cpu", torch.float64)
     csv_path, png_path = out / f"{stem}.csv", out / f"{stem}.png"
-    with open(csv_path, "w", newline="") as fh:
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["layer", *cols])
         for r, row in zip(rows, values.tolist()):
             writer.writerow([r, *(repr(v) for v in row)])
+    figure = _heatmap(values, rows, cols, title=title, xlabel=xlabel, ylabel=ylabel)
+    with atomic_path(png_path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
+    return csv_path, png_path
+
+
+def _heatmap(values: torch.Tensor, rows: Sequence[str], cols: Sequence[str], *, title: str,
+             xlabel: str, ylabel: str) -> Any:
+    """A matplotlib ``Figure`` of the (len(rows), len(cols)) float64 ``values``.
+
+    Drawn on matplotlib's Agg canvas directly (no pyplot, no global backend change); cells are
+    annotated with their values up to 12 x 12 layers.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(1.6 + 0.65 * max(4, len(cols)), 1.2 + 0.55 * max(4, len(rows))))
     FigureCanvasAgg(fig)
@@ -172,7 +185,4 @@ def write_matrix(
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
                         color="black" if v > middle else "white")
     fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    return csv_path, png_path
-
-
+    return fig

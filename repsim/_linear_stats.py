@@ -8,7 +8,7 @@ per layer (``x' = x - c``; the stream uses the mean of its first batch), which c
 the measures but keeps the sums well conditioned. With ``a_i = |x'_i|^2`` and
 ``b_i = |y'_i|^2`` the sums are ``n``, ``s = X'^T 1``, ``G = X'^T X'`` per layer and
 ``C = X'^T Y'`` per pair; the centred products are ``G - s s^T / n`` and ``C - s_x s_y^T / n``,
-which give linear CKA, CCA / SVCCA / PWCCA (covariances, :mod:`repsim._cca`) and Procrustes
+which give linear CKA, CCA / SVCCA / PWCCA (covariances, :mod:`repsim._cca_core`) and Procrustes
 (the nuclear norm of the centred ``C``, :mod:`repsim._procrustes`).
 
 The unbiased HSIC (Song et al. 2012) of the linear kernels ``K = X' X'^T``, ``L = Y' Y'^T``
@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from . import _blas, _cca, _hsic
+from . import _blas, _cca, _cca_weighted, _hsic
 from ._cka import _ratio
 
 __all__ = ["Stats", "batch_stats", "summed", "with_summed", "to_device", "add", "reshift",
@@ -74,7 +74,7 @@ def _other(l: int, la: int, total: int) -> list[int]:
 
 
 # Largest factor by which folding the shift into the raw products (X'^T X' = X^T X - c s^T - ...)
-# may amplify a column's rounding error (raw over shifted sum of squares), as in repsim._cca.
+# may amplify a column's rounding error (raw over shifted sum of squares), as in repsim._cca_core.
 _MAX_AMPLIFICATION = 16.0
 
 
@@ -298,14 +298,14 @@ def _procrustes(cross: torch.Tensor, tr_x: torch.Tensor, tr_y: torch.Tensor,
 
 def _cca_family(measure: str, gx: torch.Tensor, gy: torch.Tensor, cxy: torch.Tensor, n: int,
                 options: dict[str, Any]) -> torch.Tensor:
-    scale = 1.0 / (n - 1)  # covariances, as repsim._cca uses them
+    scale = 1.0 / (n - 1)  # covariances, as repsim._cca_core uses them
     sxx, syy, sxy = gx * scale, gy * scale, cxy * scale
     eps = options["epsilon"]
     if measure == "mean_cca":
         return _cca.mean_cca_cov(sxx, syy, sxy, n, epsilon=eps)
     if measure == "svcca":
-        return _cca.svcca_cov(sxx, syy, sxy, n, keep=options["keep"], epsilon=eps)
-    return _cca.pwcca_cov(sxx, syy, sxy, n, epsilon=eps)
+        return _cca_weighted.svcca_cov(sxx, syy, sxy, n, keep=options["keep"], epsilon=eps)
+    return _cca_weighted.pwcca_cov(sxx, syy, sxy, n, epsilon=eps)
 
 
 def strip_extras(st: Stats, extras: bool) -> Stats:

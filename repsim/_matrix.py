@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 
-from . import _blas, _hsic
+from . import _blas, _hsic, _hsic_terms
 from ._validate import as_matrix, check_min_samples
-from ._cca import mean_cca, pwcca, svcca
+from ._cca import mean_cca
+from ._cca_weighted import pwcca, svcca
 from ._cka import _check_spread, rbf_gram
 from ._procrustes import procrustes_distance
 
@@ -109,12 +110,12 @@ def _linear_cka_matrix(
     _check_spreads(xs, ys)
     xc = list(xs.values())
     yc = xc if ys is xs else list(ys.values())
-    form = _hsic.choose_form(n, [t.shape[1] for t in xc], [t.shape[1] for t in yc],
+    form = _hsic_terms.choose_form(n, [t.shape[1] for t in xc], [t.shape[1] for t in yc],
                              full=_blas.uses_syrk(xc[0]))
     if debiased:  # unbiased HSIC of every pair (A, B) and every layer (A,), (B,)
-        cross, self_a, self_b = _hsic.unbiased_terms(xc, yc, form=form)
+        cross, self_a, self_b = _hsic_terms.unbiased_terms(xc, yc, form=form)
     else:  # tr(K_a L_b) of the centred kernels: (A, B), (A,), (B,)
-        cross, self_a, self_b, _, _ = _hsic.linear_terms(xc, yc, form=form, stats=False)
+        cross, self_a, self_b, _, _ = _hsic_terms.linear_terms(xc, yc, form=form, stats=False)
     return _normalise(cross, self_a, self_b, list(xs), list(ys), debiased=debiased)
 
 

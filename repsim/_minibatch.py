@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from . import _blas, _hsic
+from . import _blas, _hsic_terms
 from ._validate import as_matrix, check_min_samples
 
 __all__ = ["MinibatchCKA"]
@@ -198,9 +198,9 @@ def _batch_hsic(
     """Unbiased HSIC of every pair ``(A, B)`` and of every layer with itself ``(A,)``, ``(B,)``."""
     # HSIC_1 does not change under centring; centred data only make it more accurate.
     n = xs[0].shape[0]
-    form = _hsic.choose_form(n, [x.shape[1] for x in xs], [y.shape[1] for y in ys],
+    form = _hsic_terms.choose_form(n, [x.shape[1] for x in xs], [y.shape[1] for y in ys],
                              full=_blas.uses_syrk(xs[0]))
-    hxy, hxx, hyy = _hsic.unbiased_terms(xs, ys, form=form)
+    hxy, hxx, hyy = _hsic_terms.unbiased_terms(xs, ys, form=form)
     return hxy, hxx, hyy
 
 

@@ -33,7 +33,7 @@ from ._validate import as_pair, check_min_samples, check_variance
 __all__ = ["procrustes_distance"]
 
 
-# As in repsim._cca, centring is folded into the products (X^T Y - n mu_x mu_y^T) unless a
+# As in repsim._cca_core, centring is folded into the products (X^T Y - n mu_x mu_y^T) unless a
 # column's mean is so large against its spread that the subtraction would lose precision.
 _MAX_AMPLIFICATION = 16.0
 

@@ -41,12 +41,10 @@ overall scale of the activations and on ``n``, as in netrep. Values below about
 """
 from __future__ import annotations
 
-import inspect
 import numbers
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 
 from . import _blas
@@ -56,7 +54,6 @@ from ._validate import as_matrix, as_pair, check_min_samples, check_variance
 __all__ = [
     "shape_distance",
     "pairwise_distances",
-    "embed_distances",
     "SCORES",
     "PAIRWISE_MEASURES",
 ]
@@ -371,47 +368,3 @@ def pairwise_distances(
     a = _check_alpha(kw.get("alpha", 1.0))
     score = _check_choice(kw.get("score", "angular"), SCORES, "score")
     return _shape_matrix(nets, a, score).to(torch.float64)
-
-
-def embed_distances(d: Any, *, n_components: int = 2, seed: int = 0) -> np.ndarray:
-    """Coordinates whose Euclidean distances approximate a distance matrix (metric MDS).
-
-    Parameters
-    ----------
-    d : (K, K) tensor or array
-        Symmetric, non-negative, zero diagonal (e.g. from :func:`pairwise_distances`).
-    n_components : int
-        Dimension of the embedding (default 2).
-    seed : int
-        Random state of scikit-learn's SMACOF.
-
-    Returns
-    -------
-    (K, n_components) float64 numpy array.
-
-    Notes
-    -----
-    scikit-learn's ``MDS`` with precomputed dissimilarities; scikit-learn is imported here,
-    when the function is called, never when :mod:`repsim` is imported.
-    """
-    m = as_matrix(d, name="d", dtype=torch.float64).cpu().numpy()
-    k = m.shape[0]
-    if m.shape != (k, k) or k < 2:
-        raise ValueError(f"d: expected a square (K, K) distance matrix with K >= 2, got {m.shape}")
-    if not np.allclose(m, m.T, rtol=1e-10, atol=1e-12 * max(1.0, float(np.abs(m).max()))):
-        raise ValueError("d: expected a symmetric matrix, got d != d.T")
-    if (m < 0).any() or (np.diag(m) != 0).any():
-        raise ValueError("d: expected non-negative entries and a zero diagonal")
-    if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
-        raise ValueError(f"n_components: expected an int >= 1, got {n_components!r}")
-    from sklearn.manifold import MDS  # lazy: repsim imports torch and numpy only
-
-    params = inspect.signature(MDS).parameters
-    opts: dict[str, Any] = {"n_components": n_components, "random_state": seed}
-    if "metric_mds" in params:  # scikit-learn >= 1.8
-        opts.update(metric="precomputed", metric_mds=True, init="classical_mds")
-    else:
-        opts.update(dissimilarity="precomputed", n_init=4)
-    if "normalized_stress" in params:
-        opts["normalized_stress"] = "auto"
-    return np.asarray(MDS(**opts).fit_transform((m + m.T) / 2), dtype=np.float64)

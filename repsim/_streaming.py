@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from . import _cca
+from . import _cca_core
 from . import _linear_stats as _ls
 from ._validate import as_matrix
 
@@ -106,8 +106,8 @@ class StreamingSimilarity:
         device: Any = None,
     ) -> None:
         self.measures = _check_measures(measures)
-        self.keep = _cca._check_keep(keep)
-        self.epsilon = _cca._check_epsilon(epsilon)
+        self.keep = _cca_core.check_keep(keep)
+        self.epsilon = _cca_core.check_epsilon(epsilon)
         self.angular = bool(angular)
         if not isinstance(max_features, int) or isinstance(max_features, bool) or max_features < 1:
             raise ValueError(f"max_features: expected a positive integer, got {max_features!r}")

@@ -197,3 +197,50 @@ def test_test_setup_and_predict():
         torch.testing.assert_close(params[k].detach(), before[k], rtol=0, atol=0)
     with pytest.raises(ValueError, match="head: expected"):
         predict(model, params, task, head="proto", steps=1, lr=0.1)
+
+
+def test_registry_lists_every_regime_and_unknown_names_are_errors():
+    from meta.algorithms import ALGORITHMS
+    from meta.algos import REGISTRY, Algorithm, get_algorithm
+
+    assert ALGORITHMS == ("maml", "fomaml", "anil", "multiclass", "multitask", "random", "nil")
+    assert all(isinstance(a, Algorithm) and a.name == name for name, a in REGISTRY.items())
+    assert sorted(META_ALGORITHMS) == ["anil", "fomaml", "maml", "random"]
+    with pytest.raises(ValueError, match=r"algorithm: expected one of \['maml', 'fomaml'.*'nil'\], "
+                                         r"got 'reptile'"):
+        get_algorithm("reptile")
+    with pytest.raises(TypeError):
+        REGISTRY["reptile"] = REGISTRY["maml"]          # read-only
+
+
+def test_algorithm_objects_say_what_trains_and_what_adapts():
+    from meta.algos import get_algorithm
+
+    model, params, task = _setup(6, ways=3, hidden=4, size=12)
+    names = list(params)
+    head = [n for n in names if n.startswith("head.")]
+    body = [n for n in names if not n.startswith("head.")]
+    outer = {a: get_algorithm(a).outer_parameter_names(model) for a in ("maml", "random", "nil")}
+    assert outer == {"maml": names, "random": head, "nil": body}
+    assert get_algorithm("anil").inner_trainable() is head_only
+    assert get_algorithm("maml").inner_trainable(adapt_norm=True) is all_params
+    assert get_algorithm("fomaml").first_order and not get_algorithm("maml").first_order
+    assert get_algorithm("nil").test_head == "nil" and get_algorithm("anil").test_head == "maml"
+    assert [a for a in ("maml", "multiclass", "nil") if get_algorithm(a).episodic] == ["maml", "nil"]
+
+    class Cfg(NamedTuple):
+        ways: int = 3
+        augment_rotations: bool = True
+
+    class Classes:
+        def __len__(self):
+            return 11
+
+    assert get_algorithm("multiclass").head_width(Cfg(), Classes()) == 11
+    assert get_algorithm("anil").head_width(Cfg(), Classes()) == 3
+    assert not get_algorithm("multiclass").rotates_tasks(Cfg()) and get_algorithm("maml").rotates_tasks(Cfg())
+    # task_loss by name is the object's task_loss
+    for name in ("maml", "anil", "nil", "multitask"):
+        by_name = task_loss(model, params, task, algorithm=name, steps=1, lr=0.2, ways=3)
+        by_object = get_algorithm(name).task_loss(model, params, task, steps=1, lr=0.2, ways=3)
+        assert float(by_name[0]) == float(by_object[0]) and float(by_name[1]) == float(by_object[1])

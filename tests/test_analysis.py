@@ -10,8 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from meta.analysis import (
+    MEASURES,
     AdaptSpec,
+    _similarity,
     body_mean,
+    layer_similarity,
     cross_run_similarity,
     pre_post_analysis,
     layer_activations,
@@ -253,3 +256,17 @@ def test_bad_input_raises():
         cross_run_similarity(model, params, model, params, tasks, comparisons=("pre_mid",))
     with pytest.raises(ValueError, match="per_layer: expected"):
         body_mean({"head": 1.0})
+
+
+def test_unknown_measure_is_an_error_everywhere_never_cka():
+    model, params = _tiny()
+    task = _tasks(1)[0]
+    acts = layer_activations(model, params, task.query_x, layers=("conv1", "head"))
+    assert MEASURES == ("cca", "cka")
+    for measure in ("svcca", "CKA", "linear_cka"):
+        with pytest.raises(ValueError, match=r"measures: expected .*'cca', 'cka'"):
+            layer_similarity(acts, acts, measures=(measure,))
+        with pytest.raises(ValueError, match=r"measure: expected one of \['cca', 'cka'\]"):
+            _similarity(measure, acts["conv1"], acts["conv1"], epsilon=0.0)
+    # the valid names still give the identity value
+    assert _similarity("cka", acts["conv1"], acts["conv1"], epsilon=0.0) == pytest.approx(1.0)

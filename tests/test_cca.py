@@ -13,7 +13,9 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from repsim._cca import CCAResult, _canonical, _keep_count, cca, mean_cca, pwcca, svcca
+from repsim._cca import CCAResult, cca, mean_cca
+from repsim._cca_core import canonical, keep_count
+from repsim._cca_weighted import pwcca, svcca
 
 DT = torch.float64
 
@@ -225,8 +227,8 @@ def test_cholesky_and_fallback_paths_agree_on_well_posed_data() -> None:
     x, y = _pair(dx=9, dy=6, seed=16)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # well-posed: no warning on either path
-        chol = _canonical(x, y, epsilon=0.0, dtype=DT, weights=True, what="t")
-        eig = _canonical(x, y, epsilon=0.0, dtype=DT, weights=True, what="t", force_eigen=True)
+        chol = canonical(x, y, epsilon=0.0, dtype=DT, weights=True, what="t")
+        eig = canonical(x, y, epsilon=0.0, dtype=DT, weights=True, what="t", force_eigen=True)
     assert_close(chol.rho, eig.rho, atol=1e-12, rtol=0)
     # Same directions up to sign.
     assert_close(chol.x_weights.abs(), eig.x_weights.abs(), atol=1e-9, rtol=1e-9)
@@ -307,8 +309,8 @@ def test_svcca_keeps_the_fewest_directions_on_a_known_spectrum() -> None:
     qy, _ = np.linalg.qr(qy - qy.mean(0))
     y = torch.from_numpy(qy * np.sqrt(sy2))
     for keep, kx, ky in [(0.89, 3, 2), (0.91, 4, 3), (0.45, 1, 1), (0.97, 5, 4), (1.0, 8, 4)]:
-        assert _keep_count(torch.from_numpy(sx2), keep) == kx
-        assert _keep_count(torch.from_numpy(sy2), keep) == ky
+        assert keep_count(torch.from_numpy(sx2), keep) == kx
+        assert keep_count(torch.from_numpy(sy2), keep) == ky
         expected = mean_cca(x[:, :kx], y[:, :ky])
         assert_close(svcca(x, y, keep=keep), expected, atol=1e-10, rtol=0)
 

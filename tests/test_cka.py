@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from repsim import _blas, _hsic
+from repsim import _blas, _hsic, _hsic_terms, _packed_gram
 from repsim._cka import linear_cka, rbf_cka
 
-from _reference import np_hsic_song
+from _reference import (hsic_biased_features, hsic_biased_gram, hsic_unbiased_features,
+                        np_hsic_song, packed_gram)
 
 F64 = torch.float64
 
@@ -124,16 +125,16 @@ def test_hsic_gram_forms_equal_feature_forms():
     x = torch.from_numpy(rng.standard_normal((25, 9)) + 2.0)  # uncentred on purpose
     y = torch.from_numpy(rng.standard_normal((25, 4)) - 1.0)
     k, l = x @ x.T, y @ y.T
-    torch.testing.assert_close(_hsic.hsic_unbiased_features(x, y), _hsic.hsic_unbiased_gram(k, l),
+    torch.testing.assert_close(hsic_unbiased_features(x, y), _hsic.hsic_unbiased_gram(k, l),
                                rtol=1e-10, atol=0)
-    torch.testing.assert_close(_hsic.hsic_biased_features(x, y), _hsic.hsic_biased_gram(k, l),
+    torch.testing.assert_close(hsic_biased_features(x, y), hsic_biased_gram(k, l),
                                rtol=1e-10, atol=0)
     assert float(_hsic.hsic_unbiased_gram(k, l)) == pytest.approx(
         np_hsic_song(k.numpy(), l.numpy()), rel=1e-10)
     for got, want in zip(_hsic.kernel_stats_gram(k), _hsic.kernel_stats_features(x)):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     n = 25
-    assert float(_hsic.hsic_biased_gram(k, l)) == pytest.approx(
+    assert float(hsic_biased_gram(k, l)) == pytest.approx(
         np.sum(np_centre(k.numpy()) * np_centre(l.numpy())) / (n - 1) ** 2, rel=1e-12)
 
 
@@ -180,13 +181,14 @@ def test_traces_forms_and_chunking_agree(n, syrk, monkeypatch):
     cross = torch.tensor([[float((x.T @ y).square().sum()) for y in ys] for x in xs], dtype=F64)
     self_a = torch.tensor([float((x.T @ x).square().sum()) for x in xs], dtype=F64)
     self_b = torch.tensor([float((y.T @ y).square().sum()) for y in ys], dtype=F64)
-    packed = _hsic.packed_gram(xs[1])
-    assert packed.numel() == _hsic.packed_size(n) <= 0.5 * n * n + 128 * n  # about half of K
+    packed = packed_gram(xs[1])
+    assert packed.numel() == _packed_gram.packed_size(n) <= 0.5 * n * n + 128 * n  # about half of K
     for form in ("gram", "features"):
-        for got, want in zip(_hsic.traces(xs, ys, form=form), (cross, self_a, self_b)):
+        for got, want in zip(_hsic_terms.traces(xs, ys, form=form), (cross, self_a, self_b)):
             torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
-    monkeypatch.setattr(_hsic, "_MAX_ELEMENTS", 40)  # force the column-chunked path
-    torch.testing.assert_close(_hsic.traces(xs, ys, form="features")[0], cross, rtol=1e-12, atol=0)
+    monkeypatch.setattr(_hsic, "MAX_ELEMENTS", 40)  # force the column-chunked path
+    torch.testing.assert_close(_hsic_terms.traces(xs, ys, form="features")[0], cross,
+                               rtol=1e-12, atol=0)
     torch.testing.assert_close(_hsic.cross_sq_norm(xs[1], ys[0]), cross[1, 0], rtol=1e-12, atol=0)
 
 
@@ -197,8 +199,8 @@ def test_packed_grams_match_explicit_centred_grams(syrk, dtype, tol, monkeypatch
     rng = np.random.default_rng(9)
     n = 150  # three panels of 64 rows, the last one ragged
     xs = [torch.from_numpy(rng.standard_normal((n, d)) + 3.0).to(dtype) for d in (7, 40, 7, 200)]
-    packed, diag, k1 = _hsic.packed_grams(xs)
-    assert packed.shape[1] == (n * n if syrk else _hsic.packed_size(n))
+    packed, diag, k1 = _packed_gram.packed_grams(xs)
+    assert packed.shape[1] == (n * n if syrk else _packed_gram.packed_size(n))
     grams = [(x - x.mean(0)).double() @ (x - x.mean(0)).double().T for x in xs]
     want = torch.tensor([[float((k * l).sum()) for l in grams] for k in grams], dtype=F64)
     torch.testing.assert_close(2.0 * (packed.double() @ packed.double().T), want, rtol=tol, atol=0)
@@ -311,11 +313,11 @@ def test_wide_layers_use_grams_and_agree_with_feature_form(debiased, monkeypatch
     rng = np.random.default_rng(12)
     x = torch.from_numpy(rng.standard_normal((40, 900)) + 1.0)  # d >> n: flattened conv maps
     y = torch.cat([x[:, :300] * 2.0, torch.from_numpy(rng.standard_normal((40, 200)))], 1) - 3.0
-    assert _hsic.choose_form(40, [900], [500], full=True) == "gram"
+    assert _hsic_terms.choose_form(40, [900], [500], full=True) == "gram"
     got = linear_cka(x, y, debiased=debiased)
     k, l = (np_centre((t @ t.T).numpy()) for t in (x, y))
     want = (np_hsic_song(k, l) / np.sqrt(np_hsic_song(k, k) * np_hsic_song(l, l)) if debiased
             else np.sum(k * l) / np.sqrt(np.sum(k * k) * np.sum(l * l)))
     assert float(got) == pytest.approx(want, rel=1e-10)
-    monkeypatch.setattr(_hsic, "choose_form", lambda *a, **k: "features")
+    monkeypatch.setattr(_hsic_terms, "choose_form", lambda *a, **k: "features")
     assert float(linear_cka(x, y, debiased=debiased)) == pytest.approx(float(got), rel=1e-10)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from meta.config import get_preset
-from meta.train import checkpoint_path, train
+from meta.run import RunDir
+from meta.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +26,7 @@ def _torchrun(out, nproc=2):
 
 
 def _final(run):
-    state = torch.load(checkpoint_path(run), weights_only=False)
+    state = torch.load(RunDir(run).checkpoint(), weights_only=False)
     return state["iteration"], state["model"]
 
 
@@ -47,7 +48,7 @@ def test_two_process_run_equals_single_process_and_resumes_across_world_sizes(tm
     mixed = tmp_path / "mixed"
     (mixed / "checkpoints").mkdir(parents=True)
     shutil.copy(tmp_path / "two" / "config.json", mixed / "config.json")
-    shutil.copy(checkpoint_path(tmp_path / "two", 3), checkpoint_path(mixed))
+    shutil.copy(RunDir(tmp_path / "two").checkpoint(3), RunDir(mixed).checkpoint())
     train(cfg, mixed, progress=False)
     it_mixed, w_mixed = _final(mixed)
     assert it_mixed == cfg.iterations

@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import math
 import os
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from figures import paper_values as pv
-from figures.fig7_cross_seed import fit_line
-from figures.pipeline import OUTPUTS, _needed_runs, draw_figures, make_preset, parse_only, run_config
+from figures.constants import FREEZE_KEYS
+from figures.outputs.fig7 import fit_line
+from figures.outputs.table1 import PAPER_TABLE1
+from figures.outputs.table2 import PAPER_TABLE2
+from figures.pipeline import OUTPUTS, draw_figures, make_preset, needed_runs, parse_only, run_config
 from figures.report import chance_corrected, findings, read_json, render_report, write_json
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "head")
@@ -237,10 +239,10 @@ def test_paper_values_match_paper_md():
     if not text.exists():
         pytest.skip("PAPER.md not found")
     paper = text.read_text()
-    for alg, cols in pv.TABLE2.items():
+    for alg, cols in PAPER_TABLE2.items():
         for mean, std in cols.values():
             assert f"{mean:g} ± {std:g}" in paper or f"{mean} ± {std}" in paper, (alg, mean, std)
-    for key, cols in pv.TABLE1.items():
+    for key, cols in PAPER_TABLE1.items():
         assert f"| {key} | {cols['mini-5w1s'][0]} ± {cols['mini-5w1s'][1]} |" in paper
 
 
@@ -307,7 +309,7 @@ def test_tiny_pipeline_writes_every_output(tiny_run):
     for alg in ("maml", "anil", "nil", "fomaml"):
         assert 0.0 <= r["accuracy"][alg]["mean"] <= 1.0
         assert r["accuracy"][alg]["ci95"] >= 0.0
-    assert set(r["freezing"]) == set(pv.FREEZE_KEYS)
+    assert set(r["freezing"]) == set(FREEZE_KEYS)
     assert all(0.0 <= v <= 1.0 for v in r["freezing"].values())
     for m in ("cca", "cka"):
         assert set(r["pre_post"][m]) == set(LAYERS)
@@ -354,16 +356,16 @@ def test_tiny_pipeline_writes_every_output(tiny_run):
 
 @pytest.mark.slow
 def test_second_invocation_reuses_runs(tiny_run, monkeypatch):
+    import meta
     from figures.__main__ import main
 
-    train_module = importlib.import_module("meta.train")
     mtimes = {p: p.stat().st_mtime_ns for p in (tiny_run / "runs").rglob("*.pt")}
     assert len(mtimes) >= 9
 
     def fail(*a, **k):
         raise AssertionError("a finished run was retrained")
 
-    monkeypatch.setattr(train_module, "train", fail)
+    monkeypatch.setattr(meta, "train", fail)
     assert main(["--preset", "tiny", "--out", str(tiny_run), "--quiet", "--only", "table2,fig2"]) == 0
     assert {p: p.stat().st_mtime_ns for p in (tiny_run / "runs").rglob("*.pt")} == mtimes
 
@@ -384,10 +386,10 @@ def test_only_selects_outputs(tiny_run, tmp_path):
 
 def test_only_trains_what_the_outputs_need():
     preset = make_preset("tiny")
-    assert _needed_runs(preset, ("fig2", "table1")) == [("maml", 0), ("maml", 1)]
-    assert _needed_runs(preset, ("fig3",)) == [("maml", 0)]
-    assert _needed_runs(preset, ("table6",)) == []
-    everything = _needed_runs(preset, OUTPUTS)
+    assert needed_runs(preset, ("fig2", "table1")) == [("maml", 0), ("maml", 1)]
+    assert needed_runs(preset, ("fig3",)) == [("maml", 0)]
+    assert needed_runs(preset, ("table6",)) == []
+    everything = needed_runs(preset, OUTPUTS)
     assert sorted(everything) == sorted([("maml", 0), ("maml", 1), ("anil", 0), ("anil", 1),
                                          ("fomaml", 0), ("multiclass", 0), ("multitask", 0),
                                          ("random", 0), ("nil", 0), ("multiclass-head", 0),
@@ -420,3 +422,102 @@ def test_missing_rl_extra_fails_before_training(monkeypatch):
     check_rl("quick")                                  # 2D-Navigation needs only torch
     with pytest.raises(ValueError, match=r"expected the rl extra for halfcheetah-dir"):
         check_rl("paper")
+
+
+# ----------------------------------------------------------------- a new output is one new file
+NEW_OUTPUT_MODULE = '''
+"""A test output: the names of the runs it was given."""
+from dataclasses import dataclass
+
+from figures._plot import new_figure, save
+from figures.grading import REPRODUCED, Finding
+from figures.output import Output
+
+
+@dataclass(frozen=True)
+class RunNames:
+    names: list
+
+    def write(self, results, details):
+        results["extra_runs"] = self.names
+        details["extra_series"] = [1.0, 2.0]
+
+
+def needs(preset):
+    return [("maml", preset.seeds[0])]
+
+
+def compute(context):
+    return RunNames(sorted(run.path.name for run in context.runs.values()))
+
+
+def grade(results, details):
+    return [Finding("extra", "the runs were read", REPRODUCED, ", ".join(results.get("extra_runs", [])))]
+
+
+def section(results, details):
+    return ["", "## Extra output", "", "runs: " + ", ".join(results.get("extra_runs", []))]
+
+
+def draw(results, details, out_dir):
+    fig, axes = new_figure(1)
+    axes[0][0].plot(details.get("extra_series", []))
+    return [save(fig, out_dir, "fig_extra")]
+
+
+OUTPUT = Output(name="extra", order=1000, aliases=("extra-alias",), needs=needs, compute=compute,
+                grade=grade, section=section, section_order=1000, draw=draw)
+'''
+
+
+@pytest.fixture
+def dropped_output(tmp_path, monkeypatch):
+    """``extra.py`` dropped into the folders of :mod:`figures.outputs` (and nothing else)."""
+    import figures.outputs
+
+    folder = tmp_path / "dropped"
+    folder.mkdir()
+    (folder / "extra.py").write_text(NEW_OUTPUT_MODULE)
+    monkeypatch.setattr(figures.outputs, "__path__", [*figures.outputs.__path__, str(folder)])
+    yield "extra"
+    sys.modules.pop("figures.outputs.extra", None)
+
+
+def test_a_dropped_output_module_is_discovered_and_scheduled(dropped_output):
+    from figures.outputs import discover
+
+    assert [o.name for o in discover()][-1] == "extra"
+    assert parse_only("extra-alias,table1") == ("extra", "table1")
+    assert "extra" in parse_only(None)
+    preset = make_preset("tiny")
+    assert needed_runs(preset, ("extra",)) == [("maml", 0)]
+    results = {"extra_runs": ["maml-s0"]}
+    assert findings(results)[-1] == ("extra", "the runs were read", "reproduced", "maml-s0")
+    text = render_report(results)
+    assert text.rstrip().endswith("## Extra output\n\nruns: maml-s0")
+    assert "- **extra** — the runs were read: **reproduced** (maml-s0)" in text
+
+
+def test_every_output_module_declares_a_valid_output():
+    from figures.outputs import aliases, discover
+
+    outputs = discover()
+    assert tuple(o.name for o in outputs) == OUTPUTS
+    assert aliases(outputs) == {"fig8": "fig7", "fig9": "fig3", "fig10": "fig5", "table4": "table2",
+                                "table7": "table5"}
+    preset = make_preset("tiny")
+    for output in outputs:
+        assert all(isinstance(a, str) and isinstance(s, int) for a, s in output.needs(preset))
+
+
+@pytest.mark.slow
+def test_a_dropped_output_runs_in_the_pipeline(dropped_output, tiny_run, tmp_path):
+    from figures.__main__ import main
+
+    out = tmp_path / "extra"
+    assert main(["--preset", "tiny", "--out", str(out), "--runs", str(tiny_run / "runs"),
+                 "--only", "extra", "--quiet"]) == 0
+    assert read_json(out / "results.json")["extra_runs"] == ["maml-s0"]
+    assert read_json(out / "details.json")["extra_series"] == [1.0, 2.0]
+    assert sorted(p.name for p in out.glob("*.png")) == ["fig_extra.png"]
+    assert "runs: maml-s0" in (out / "report.md").read_text()

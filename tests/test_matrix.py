@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from repsim import _blas, _hsic
+from repsim import _blas, _hsic_terms
 from repsim._cka import linear_cka, rbf_cka
 from repsim._matrix import MEASURES, similarity_matrix
 
@@ -76,7 +76,7 @@ def test_equals_loop_of_separate_calls(measure, kw):
 def test_linear_cka_feature_and_gram_forms(n, widths, form, debiased, syrk, monkeypatch):
     monkeypatch.setattr(_blas, "uses_syrk", lambda a: syrk)
     acts_a, acts_b = layers(n, widths, widths[::-1], seed=n)
-    assert _hsic.choose_form(n, widths, widths[::-1], full=syrk) == form
+    assert _hsic_terms.choose_form(n, widths, widths[::-1], full=syrk) == form
     got = similarity_matrix(acts_a, acts_b, debiased=debiased)
     expected = loop(acts_a, acts_b, lambda x, y: linear_cka(x, y, debiased=debiased))
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)

@@ -12,10 +12,12 @@ import scipy.linalg as sl
 import torch
 from torch.testing import assert_close
 
-from repsim._cca import cca, pwcca
+from repsim._cca import cca
+from repsim._cca_weighted import pwcca
 from repsim._cka import linear_cka
 from repsim._procrustes import procrustes_distance
-from repsim._shape import embed_distances, pairwise_distances, shape_distance
+from repsim._embed import embed_distances
+from repsim._shape import pairwise_distances, shape_distance
 
 DT = torch.float64
 ALPHAS = (0.0, 0.25, 0.5, 0.8, 1.0)

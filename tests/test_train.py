@@ -10,10 +10,15 @@ import torch
 from meta.cli import main
 from meta.data import Glyphs, TaskSampler, load_dataset
 from meta.config import PRESETS, TrainConfig, get_preset
-from meta.evaluate import evaluate, load_run
-from meta.train import checkpoint_path, load_checkpoint, train
+from meta.evaluation import evaluate, load_run
+from meta.run import RunDir, load_checkpoint
+from meta.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def checkpoint_path(run, checkpoint=None):
+    return RunDir(run).checkpoint(checkpoint)
 
 
 def _weights(run, checkpoint=None):
@@ -165,6 +170,29 @@ def test_cli_argument_errors_are_one_line(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "invalid choice: 'nope'" in err[0]
+
+
+def test_cli_user_errors_are_one_line_and_bugs_are_not_swallowed(tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / "run")
+    assert main(["train", "--preset", "tiny", "--set", "iterations=2", "--set", "checkpoints=2",
+                 "--out", out, "--quiet"]) == 0
+    capsys.readouterr()
+    # A run directory holding another config is the user's error: one line, status 2.
+    assert main(["train", "--preset", "tiny", "--set", "iterations=3", "--set", "checkpoints=3",
+                 "--out", out, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "same config" in err[0] and err[0].startswith("python -m meta: error:")
+    assert main(["evaluate", out, "--checkpoint", "x"]) == 2
+    assert "--checkpoint: expected" in capsys.readouterr().err
+    # A ValueError raised by the work itself (not by reading the input) is a bug: it propagates.
+    import meta.evaluation
+
+    def broken(request):
+        raise ValueError("bug inside the evaluation")
+
+    monkeypatch.setattr(meta.evaluation, "run_evaluation", broken)
+    with pytest.raises(ValueError, match="bug inside the evaluation"):
+        main(["evaluate", out, "--tasks", "2"])
 
 
 def test_cli_user_errors_exit_2_without_traceback(tmp_path):

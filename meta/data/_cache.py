@@ -5,11 +5,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from repsim._io import atomic_path
 
 __all__ = ["resolve_cache_dir", "cache_key", "save_npz_atomic", "try_save_npz", "load_npz"]
 
@@ -30,18 +31,9 @@ def cache_key(**parts: object) -> str:
 
 
 def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """Write a compressed npz to a temporary file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write a compressed npz atomically (:func:`repsim._io.atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:   # a file object: no ".npz" appended
+        np.savez_compressed(f, **arrays)
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray] | None:

@@ -7,6 +7,7 @@ a Gaussian MLP policy used functionally, one REINFORCE inner step, a TRPO outer 
 
 HalfCheetah needs the ``rl`` extra (``gymnasium[mujoco]``); navigation needs only torch.
 """
+from meta.rl.algos import RL_REGISTRY, RLAlgorithm, get_rl_algorithm
 from meta.rl.config import ENVIRONMENTS, RL_ALGORITHMS, RL_PRESETS, RLConfig, get_rl_preset
 from meta.rl.envs import Navigation2D, make_env
 from meta.rl.maml import adapt, advantages, make_objective, meta_step, reinforce_loss
@@ -18,6 +19,7 @@ from meta.rl.trpo import conjugate_gradient, trpo_step
 
 __all__ = [
     "RLConfig", "RL_PRESETS", "RL_ALGORITHMS", "ENVIRONMENTS", "get_rl_preset",
+    "RLAlgorithm", "RL_REGISTRY", "get_rl_algorithm",
     "Navigation2D", "make_env", "GaussianMLP", "per_task", "gaussian", "all_params", "head_only",
     "Episodes", "rollout", "episode_returns", "discounted_returns", "gae", "normalize",
     "fit_baseline", "linear_baseline", "reinforce_loss", "adapt", "advantages", "make_objective",

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from meta._config_base import ConfigMixin
+from meta.rl.algos import RL_REGISTRY, get_rl_algorithm
 
 __all__ = ["RLConfig", "RL_PRESETS", "RL_ALGORITHMS", "ENVIRONMENTS", "get_rl_preset"]
 
-RL_ALGORITHMS = ("maml", "fomaml", "anil")
+RL_ALGORITHMS = tuple(RL_REGISTRY)
 ENVIRONMENTS = ("nav2d", "halfcheetah-dir", "halfcheetah-vel")
 _DTYPES = ("float32", "float64")
 
@@ -50,8 +51,7 @@ class RLConfig(ConfigMixin):
     def __post_init__(self) -> None:
         if self.kind != "rl":
             raise ValueError(f"kind: expected 'rl', got {self.kind!r}")
-        if self.algorithm not in RL_ALGORITHMS:
-            raise ValueError(f"algorithm: expected one of {list(RL_ALGORITHMS)}, got {self.algorithm!r}")
+        get_rl_algorithm(self.algorithm)              # ValueError listing the names
         if self.env not in ENVIRONMENTS:
             raise ValueError(f"env: expected one of {list(ENVIRONMENTS)}, got {self.env!r}")
         if self.nonlinearity not in ("tanh", "relu"):
@@ -85,7 +85,7 @@ class RLConfig(ConfigMixin):
     @property
     def first_order(self) -> bool:
         """True only for first-order MAML."""
-        return self.algorithm == "fomaml"
+        return get_rl_algorithm(self.algorithm).first_order
 
 
 # The paper's setting (App. C.4) on tristandeleu/pytorch-maml-rl: 2 x 100 tanh policy, one

@@ -2,6 +2,8 @@
 
 A run directory holds::
 
+(file names: :class:`meta.run.RunDir`)
+
     config.json            the RLConfig (``"kind": "rl"``)
     metrics.jsonl          one JSON object per logged iteration: returns before/after adaptation,
                            TRPO loss, KL and accepted step fraction, seconds per iteration
@@ -21,22 +23,25 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
+from meta._threads import torch_threads
+from meta.rl.algos import get_rl_algorithm
 from meta.rl.config import RLConfig
 from meta.rl.envs import make_env
-from meta.rl.maml import adapt, advantages, meta_step
-from meta.rl.policy import GaussianMLP, all_params, head_only, per_task
+from meta.rl.maml import StepStats, adapt, advantages, meta_step
+from meta.rl.policy import GaussianMLP, Trainable, per_task
 from meta.rl.sampler import episode_returns, rollout
-from meta.train import atomic_save, atomic_write_text, checkpoint_path, load_checkpoint, torch_threads
-from meta._config_base import check_run_dir
+from meta.run import RunDir
 
-__all__ = ["train_rl", "evaluate_rl", "build_policy", "trainable_for", "load_params",
-           "is_rl_run", "load_rl_config", "adaptation_returns"]
+__all__ = ["train_rl", "evaluate_rl", "prepare_rl_evaluation", "run_rl_evaluation",
+           "RLEvalRequest", "build_policy", "trainable_for", "load_params", "is_rl_run",
+           "load_rl_config", "adaptation_returns"]
 
 log = logging.getLogger(__name__)
 _EVAL_SEED = 100_003          # offset of the fixed test tasks' generator (independent of cfg.seed)
@@ -53,128 +58,149 @@ def build_policy(cfg: RLConfig, env) -> GaussianMLP:
                        nonlinearity=cfg.nonlinearity, init_std=cfg.init_std, dtype=_dtype(cfg))
 
 
-def trainable_for(algorithm: str):
-    """The inner-loop predicate: :func:`head_only` for ANIL, :func:`all_params` otherwise."""
-    return head_only if algorithm == "anil" else all_params
+def trainable_for(algorithm: str) -> Trainable:
+    """The inner-loop predicate of an RL algorithm (:data:`meta.rl.algos.RL_REGISTRY`)."""
+    return get_rl_algorithm(algorithm).trainable
 
 
 def is_rl_run(run_dir: str | os.PathLike) -> bool:
-    """True if ``run_dir/config.json`` describes an RL run."""
-    path = Path(run_dir) / "config.json"
+    """True if the run directory's config describes an RL run."""
     try:
-        return json.loads(path.read_text()).get("kind") == "rl"
+        return RunDir(run_dir).read_config().get("kind") == "rl"
     except (OSError, ValueError):
         return False
 
 
 def load_rl_config(run_dir: str | os.PathLike) -> RLConfig:
     """The :class:`RLConfig` saved in ``run_dir``."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise ValueError(f"run: expected {path} to exist (a trained RL run directory)")
-    return RLConfig.from_dict(json.loads(path.read_text()))
+    return RLConfig.from_dict(RunDir(run_dir).read_config())
 
 
 def load_params(run_dir: str | os.PathLike, checkpoint: str = "best") -> dict[str, torch.Tensor]:
-    """Meta-parameters of ``checkpoints/best.pt`` or ``checkpoints/last.pt``."""
+    """Meta-parameters of the ``"best"`` or the ``"last"`` checkpoint."""
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint: expected 'best' or 'last', got {checkpoint!r}")
-    path = Path(run_dir) / "checkpoints" / f"{checkpoint}.pt"
-    if not path.exists():
-        raise ValueError(f"checkpoint: expected {path} to exist; train the run first")
-    return load_checkpoint(path)["params"]
-
-
-def _truncate_metrics(path: Path, iteration: int) -> None:
-    if path.exists():
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["iteration"] <= iteration]
-        atomic_write_text("".join(line + "\n" for line in kept), path)
+    return RunDir(run_dir).load(checkpoint)["params"]
 
 
 def train_rl(cfg: RLConfig, run_dir: str | os.PathLike, *, progress: bool | None = None,
              stop_after: int | None = None) -> Path:
-    """Meta-train ``cfg`` into ``run_dir`` (created, or resumed from ``checkpoints/last.pt``).
+    """Meta-train ``cfg`` into ``run_dir`` (created, or resumed from its last checkpoint).
 
     stop_after : return right after this iteration without saving, as a crash would (tests).
     """
     if not isinstance(cfg, RLConfig):
         raise ValueError(f"cfg: expected an RLConfig, got {type(cfg).__name__}")
-    run_dir = Path(run_dir)
-    check_run_dir(run_dir, cfg)
+    run = RunDir(run_dir)
+    run.check_config(cfg)
     with torch_threads(cfg.threads):
-        return _train_rl(cfg, run_dir, progress=progress, stop_after=stop_after)
+        _train_rl(cfg, run, progress=progress, stop_after=stop_after)
+    return run.path
 
 
-def _train_rl(cfg: RLConfig, run_dir: Path, *, progress: bool | None, stop_after: int | None) -> Path:
-    atomic_write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", run_dir / "config.json")
+@dataclass
+class _RLSession:
+    """The state of one RL training run: what a checkpoint holds, and the fixed pieces."""
 
+    cfg: RLConfig
+    run: RunDir
+    env: Any
+    policy: GaussianMLP
+    params: dict[str, torch.Tensor]
+    generator: torch.Generator
+    start: int = 0
+    elapsed: float = 0.0
+    best: dict = field(default_factory=lambda: {"return_post": -math.inf, "iteration": 0})
+
+    def save(self, iteration: int) -> None:
+        self.run.save({"iteration": iteration, "elapsed": self.elapsed,
+                       "config": self.cfg.to_dict(),
+                       "params": {k: v.detach() for k, v in self.params.items()},
+                       "generator": self.generator.get_state(), "best": self.best})
+
+
+def _build_rl(cfg: RLConfig, run: RunDir) -> _RLSession:
     env = make_env(cfg.env, dtype=_dtype(cfg))
     policy = build_policy(cfg, env)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in policy.named_parameters()}
-    generator = torch.Generator().manual_seed(cfg.seed)
-    start, elapsed, best = 0, 0.0, {"return_post": -math.inf, "iteration": 0}
-    last = checkpoint_path(run_dir)
-    if last.exists():
-        state = load_checkpoint(last)
-        params = {k: v.clone().requires_grad_(True) for k, v in state["params"].items()}
-        generator.set_state(state["generator"])
-        start, elapsed, best = state["iteration"], state["elapsed"], state["best"]
-        log.info("resuming %s from iteration %d", run_dir, start)
-    metrics_path = run_dir / "metrics.jsonl"
-    _truncate_metrics(metrics_path, start)
+    session = _RLSession(cfg, run, env, policy, params, torch.Generator().manual_seed(cfg.seed))
+    if run.checkpoint().exists():
+        state = run.load()
+        session.params = {k: v.clone().requires_grad_(True) for k, v in state["params"].items()}
+        session.generator.set_state(state["generator"])
+        session.start, session.elapsed, session.best = (state["iteration"], state["elapsed"],
+                                                        state["best"])
+        log.info("resuming %s from iteration %d", run.path, session.start)
+    return session
 
-    def save(path: Path, iteration: int) -> None:
-        atomic_save({"iteration": iteration, "elapsed": elapsed, "config": cfg.to_dict(),
-                     "params": {k: v.detach() for k, v in params.items()},
-                     "generator": generator.get_state(), "best": best}, path)
 
-    if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
-        return run_dir
-    trainable = trainable_for(cfg.algorithm)
+def _rl_step(session: _RLSession, trainable: Trainable) -> StepStats:
+    cfg = session.cfg
+    session.params, stats = meta_step(
+        session.env, session.policy, session.params, tasks=cfg.meta_batch_size,
+        episodes=cfg.fast_batch_size, horizon=cfg.horizon, generator=session.generator,
+        gamma=cfg.gamma, lam=cfg.gae_lambda, lr=cfg.inner_lr, trainable=trainable,
+        first_order=cfg.first_order, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters,
+        cg_damping=cfg.cg_damping, ls_max_steps=cfg.ls_max_steps,
+        ls_backtrack_ratio=cfg.ls_backtrack_ratio)
+    return stats
+
+
+def _keep_best(session: _RLSession, iteration: int, before: dict[str, torch.Tensor],
+               stats: StepStats) -> None:
+    # `stats` measured the parameters *before* this step: they are the ones kept as best.
+    if stats.return_post > session.best["return_post"]:
+        session.best = {"return_post": stats.return_post, "iteration": iteration - 1}
+        session.run.save({"iteration": iteration - 1, "params": before,
+                          "return_post": stats.return_post, "config": session.cfg.to_dict()},
+                         "best")
+
+
+def _rl_record(iteration: int, stats: StepStats, seconds: float, elapsed: float) -> dict[str, Any]:
+    return {"iteration": iteration, "return_pre": stats.return_pre,
+            "return_post": stats.return_post, "loss_before": stats.trpo.loss_before,
+            "loss_after": stats.trpo.loss_after, "kl": stats.trpo.kl,
+            "step_fraction": stats.trpo.step_fraction, "seconds": seconds, "elapsed": elapsed}
+
+
+def _rl_loop(session: _RLSession, bar: tqdm, metrics, stop_after: int | None) -> None:
+    cfg, trainable = session.cfg, trainable_for(session.cfg.algorithm)
+    for iteration in range(session.start + 1, cfg.iterations + 1):
+        t0 = time.perf_counter()
+        before = {k: v.detach() for k, v in session.params.items()}
+        stats = _rl_step(session, trainable)
+        seconds = time.perf_counter() - t0
+        session.elapsed += seconds
+        bar.update(1)
+        bar.set_postfix(pre=f"{stats.return_pre:.1f}", post=f"{stats.return_post:.1f}",
+                        refresh=False)
+        if stop_after is not None and iteration >= stop_after:
+            return
+        _keep_best(session, iteration, before, stats)
+        if iteration % cfg.log_every == 0 or iteration == cfg.iterations:
+            metrics.write(json.dumps(_rl_record(iteration, stats, seconds, session.elapsed)) + "\n")
+            metrics.flush()
+        out_of_time = cfg.max_seconds is not None and session.elapsed >= cfg.max_seconds
+        if iteration % cfg.save_every == 0 or iteration == cfg.iterations or out_of_time:
+            session.save(iteration)
+        if out_of_time:
+            log.info("%s reached max_seconds=%s at iteration %d", session.run.path,
+                     cfg.max_seconds, iteration)
+            return
+
+
+def _train_rl(cfg: RLConfig, run: RunDir, *, progress: bool | None, stop_after: int | None) -> None:
+    run.write_config(cfg)
+    session = _build_rl(cfg, run)
+    run.truncate_metrics(session.start)
+    if cfg.max_seconds is not None and session.elapsed >= cfg.max_seconds:
+        return
     show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=cfg.iterations, initial=start, disable=not show, desc=cfg.algorithm, unit="it")
-    with open(metrics_path, "a") as metrics:
-        for iteration in range(start + 1, cfg.iterations + 1):
-            t0 = time.perf_counter()
-            before = {k: v.detach() for k, v in params.items()}
-            params, stats = meta_step(
-                env, policy, params, tasks=cfg.meta_batch_size, episodes=cfg.fast_batch_size,
-                horizon=cfg.horizon, generator=generator, gamma=cfg.gamma, lam=cfg.gae_lambda,
-                lr=cfg.inner_lr, trainable=trainable, first_order=cfg.first_order,
-                max_kl=cfg.max_kl, cg_iters=cfg.cg_iters, cg_damping=cfg.cg_damping,
-                ls_max_steps=cfg.ls_max_steps, ls_backtrack_ratio=cfg.ls_backtrack_ratio)
-            seconds = time.perf_counter() - t0
-            elapsed += seconds
-            bar.update(1)
-            bar.set_postfix(pre=f"{stats.return_pre:.1f}", post=f"{stats.return_post:.1f}",
-                            refresh=False)
-            if stop_after is not None and iteration >= stop_after:
-                return run_dir
-            # `stats` measured the parameters *before* this step: they are the ones kept as best.
-            if stats.return_post > best["return_post"]:
-                best = {"return_post": stats.return_post, "iteration": iteration - 1}
-                atomic_save({"iteration": iteration - 1, "params": before,
-                             "return_post": stats.return_post, "config": cfg.to_dict()},
-                            run_dir / "checkpoints" / "best.pt")
-            if iteration % cfg.log_every == 0 or iteration == cfg.iterations:
-                record: dict[str, Any] = {
-                    "iteration": iteration, "return_pre": stats.return_pre,
-                    "return_post": stats.return_post, "loss_before": stats.trpo.loss_before,
-                    "loss_after": stats.trpo.loss_after, "kl": stats.trpo.kl,
-                    "step_fraction": stats.trpo.step_fraction, "seconds": seconds,
-                    "elapsed": elapsed}
-                metrics.write(json.dumps(record) + "\n")
-                metrics.flush()
-            out_of_time = cfg.max_seconds is not None and elapsed >= cfg.max_seconds
-            if iteration % cfg.save_every == 0 or iteration == cfg.iterations or out_of_time:
-                save(last, iteration)
-            if out_of_time:
-                log.info("%s reached max_seconds=%s at iteration %d", run_dir, cfg.max_seconds,
-                         iteration)
-                break
+    bar = tqdm(total=cfg.iterations, initial=session.start, disable=not show, desc=cfg.algorithm,
+               unit="it")
+    with open(run.metrics_file, "a") as metrics:
+        _rl_loop(session, bar, metrics, stop_after)
     bar.close()
-    return run_dir
 
 
 def _mean_ci(per_task: torch.Tensor) -> dict[str, float]:
@@ -207,29 +233,56 @@ def evaluate_rl(run_dir: str | os.PathLike, *, tasks: int | None = None, episode
     is tested on the same tasks. Returns ``{"pre": {"mean", "ci95"}, "post": {...}, ...}``:
     the mean over tasks of each task's mean undiscounted episode return, 95% CI over tasks.
     """
-    run_dir = Path(run_dir)
+    return run_rl_evaluation(prepare_rl_evaluation(run_dir, tasks=tasks, episodes=episodes,
+                                                   checkpoint=checkpoint, seed=seed))
+
+
+class RLEvalRequest(NamedTuple):
+    """A checked RL evaluation: the run, its config and checkpoint, and the options resolved."""
+
+    run: RunDir
+    cfg: RLConfig
+    state: dict
+    checkpoint: str
+    tasks: int
+    episodes: int
+    seed: int
+
+
+def prepare_rl_evaluation(run_dir: str | os.PathLike, *, tasks: int | None = None,
+                          episodes: int | None = None, checkpoint: str = "best",
+                          seed: int = 0) -> RLEvalRequest:
+    """Read the run and check the options of :func:`evaluate_rl` (``ValueError``)."""
+    run = RunDir(run_dir)
     cfg = load_rl_config(run_dir)
     tasks = cfg.eval_tasks if tasks is None else tasks
     episodes = cfg.fast_batch_size if episodes is None else episodes
     for name, value in (("tasks", tasks), ("episodes", episodes)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint: expected 'best' or 'last', got {checkpoint!r}")
+    return RLEvalRequest(run, cfg, run.load(checkpoint), checkpoint, tasks, episodes, seed)
+
+
+def run_rl_evaluation(request: RLEvalRequest) -> dict[str, Any]:
+    """Evaluate a request from :func:`prepare_rl_evaluation`; see :func:`evaluate_rl`."""
+    cfg, run = request.cfg, request.run
     env = make_env(cfg.env, dtype=_dtype(cfg))
     policy = build_policy(cfg, env)
-    params = load_params(run_dir, checkpoint)
-    generator = torch.Generator().manual_seed(_EVAL_SEED + seed)
-    goals = env.sample_tasks(tasks, generator)
+    generator = torch.Generator().manual_seed(_EVAL_SEED + request.seed)
+    goals = env.sample_tasks(request.tasks, generator)
     t0 = time.perf_counter()
     with torch_threads(cfg.threads):
-        pre, post, _ = adaptation_returns(cfg, env, policy, params, goals, episodes=episodes,
-                                          generator=generator)
-    state = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
-    name = "eval.json" if (checkpoint, seed, tasks, episodes) == (
-        "best", 0, cfg.eval_tasks, cfg.fast_batch_size) else \
-        f"eval-{checkpoint}-s{seed}-t{tasks}-e{episodes}.json"
-    result = {"algorithm": cfg.algorithm, "env": cfg.env, "checkpoint": checkpoint,
-              "iteration": state["iteration"], "tasks": tasks, "episodes": episodes,
-              "seed": seed, "pre": _mean_ci(pre), "post": _mean_ci(post),
-              "seconds": time.perf_counter() - t0, "file": name}
-    atomic_write_text(json.dumps(result, indent=2) + "\n", run_dir / name)
+        pre, post, _ = adaptation_returns(cfg, env, policy, request.state["params"], goals,
+                                          episodes=request.episodes, generator=generator)
+    default = (request.checkpoint, request.seed, request.tasks, request.episodes) == (
+        "best", 0, cfg.eval_tasks, cfg.fast_batch_size)
+    path = run.eval_named([] if default else [request.checkpoint, f"s{request.seed}",
+                                              f"t{request.tasks}", f"e{request.episodes}"])
+    result = {"algorithm": cfg.algorithm, "env": cfg.env, "checkpoint": request.checkpoint,
+              "iteration": request.state["iteration"], "tasks": request.tasks,
+              "episodes": request.episodes, "seed": request.seed, "pre": _mean_ci(pre),
+              "post": _mean_ci(post), "seconds": time.perf_counter() - t0, "file": path.name}
+    run.write_eval(result, path)
     return result

@@ -1,0 +1,75 @@
+"""Table 1: MAML with conv blocks frozen at test time — freezing the body costs little."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from figures.constants import FREEZE_BLOCKS, FREEZE_KEYS
+from figures.context import Context
+from figures.grading import (NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, TOL_ACC_POINTS, Finding,
+                             markdown_table, paper_column, paper_plus_minus, percent, plus_minus)
+from figures.output import Output, RunKey
+from figures.presets import PipelinePreset
+
+__all__ = ["OUTPUT", "PAPER_TABLE1", "FreezingResult"]
+
+#: MAML on MiniImageNet, blocks frozen at test time: ``{frozen: {setting: (mean %, ci95)}}``
+PAPER_TABLE1 = {
+    "none": {"mini-5w1s": (46.9, 0.2), "mini-5w5s": (63.1, 0.4)},
+    "1": {"mini-5w1s": (46.5, 0.3), "mini-5w5s": (63.0, 0.6)},
+    "1,2": {"mini-5w1s": (46.4, 0.4), "mini-5w5s": (62.6, 0.6)},
+    "1,2,3": {"mini-5w1s": (46.3, 0.4), "mini-5w5s": (61.2, 0.5)},
+    "1,2,3,4": {"mini-5w1s": (46.3, 0.4), "mini-5w5s": (61.0, 0.6)},
+}
+
+
+@dataclass(frozen=True)
+class FreezingResult:
+    """Accuracy (fraction) and its 95% CI per frozen setting (keys of ``FREEZE_BLOCKS``)."""
+
+    accuracy: dict[str, float]
+    ci95: dict[str, float]
+
+    def write(self, results: dict, details: dict) -> None:
+        results["freezing"] = self.accuracy
+        results["freezing_ci95"] = self.ci95
+
+
+def needs(preset: PipelinePreset) -> list[RunKey]:
+    return [("maml", seed) for seed in preset.seeds]
+
+
+def compute(context: Context) -> FreezingResult:
+    """MAML evaluated with each setting of frozen blocks, mean over seeds."""
+    summaries = {key: context.accuracy("maml", context.seeds, freeze=blocks)
+                 for key, blocks in FREEZE_BLOCKS.items()}
+    return FreezingResult({key: value["mean"] for key, value in summaries.items()},
+                          {key: value["ci95"] for key, value in summaries.items()})
+
+
+def grade(results: dict, details: dict) -> list[Finding]:
+    """Reproduced when freezing all four conv blocks drops accuracy by at most 3 points."""
+    claim = "freezing the body at test time costs little accuracy (Table 1)"
+    frozen = results.get("freezing")
+    if not frozen or frozen.get("none") is None or frozen.get("1,2,3,4") is None:
+        return [Finding("table1", claim, NOT_MEASURED, "no freezing results")]
+    drop = 100 * (frozen["none"] - frozen["1,2,3,4"])
+    status = REPRODUCED if drop <= TOL_ACC_POINTS else NOT_REPRODUCED
+    return [Finding("table1", claim, status,
+                    f"none {percent(frozen['none'])}% vs all four frozen {percent(frozen['1,2,3,4'])}%: "
+                    f"drop {drop:.1f} points, rule <= {TOL_ACC_POINTS:g}")]
+
+
+def section(results: dict, details: dict) -> list[str]:
+    mini = paper_column(results, family="mini")
+    frozen, ci95 = results.get("freezing") or {}, results.get("freezing_ci95") or {}
+    lines = ["## Table 1 — freezing layers at test time (MAML)", "",
+             "Accuracy %, mean over seeds ± 95% CI of the mean over test tasks. "
+             f"Paper: MiniImageNet {mini}.", ""]
+    return lines + markdown_table(
+        ["frozen", "this run", f"paper ({mini})"],
+        [[key, plus_minus(frozen.get(key), ci95.get(key)), paper_plus_minus(PAPER_TABLE1[key][mini])]
+         for key in FREEZE_KEYS])
+
+
+OUTPUT = Output(name="table1", order=10, stage="evaluate", needs=needs, compute=compute,
+                grade=grade, section=section)

@@ -1,0 +1,127 @@
+"""How big a reproduction is: the pipeline presets ``tiny``, ``quick`` and ``paper``."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from figures.constants import REGIMES
+
+__all__ = ["PipelinePreset", "PRESETS", "make_preset", "run_name", "run_config", "head_runs"]
+
+PRESETS = ("tiny", "quick", "paper")
+
+
+@dataclass(frozen=True)
+class PipelinePreset:
+    """How big the whole reproduction is. ``base`` is the TrainConfig every run derives from."""
+
+    name: str
+    base: Any                       # meta.config.TrainConfig
+    seeds: tuple[int, ...] = (0, 1, 2)   # MAML and ANIL seeds; regimes and FO-MAML use seeds[0]
+    eval_tasks: int = 600           # fixed test tasks per evaluation
+    analysis_tasks: int = 20        # fixed test tasks for the representation analyses
+    analysis_query: int = 15        # query images per class on those tasks (CCA needs rows)
+    timing_iterations: int = 20     # timed iterations per algorithm for Table 6
+    regimes: tuple[str, ...] = REGIMES
+    workers: int = 1                # training runs at once (processes); see make_preset
+
+
+def _tiny_preset() -> PipelinePreset:
+    from meta.config import get_preset
+
+    # seconds: 3-way 1-shot, 8 filters, a dozen iterations
+    base = get_preset("tiny").replace(iterations=4, checkpoints=(2, 4), val_every=2,
+                                      log_every=1, save_every=2, eval_tasks=6, val_tasks=2)
+    return PipelinePreset("tiny", base, seeds=(0, 1), eval_tasks=6, analysis_tasks=1,
+                          analysis_query=6, timing_iterations=2)
+
+
+def _quick_preset(setting: str | None, data_root: str | None) -> tuple[PipelinePreset, str | None]:
+    from meta.config import get_preset
+
+    # minutes on 2 CPU cores: Glyphs 5-way 1-shot, the glyphs-quick protocol, 1500 iterations
+    base = get_preset(setting or "glyphs-quick")
+    if data_root is None and base.dataset == "omniglot":
+        data_root = _default_omniglot()
+    base = base.replace(
+        iterations=1500, max_seconds=None, checkpoints=(500, 1000, 1500), save_every=250,
+        log_every=25, val_every=250, val_tasks=20, eval_tasks=100, batch_size=64)
+    return PipelinePreset("quick", base, seeds=(0, 1, 2), eval_tasks=100, analysis_tasks=6,
+                          analysis_query=10, timing_iterations=10), data_root
+
+
+def _paper_preset(setting: str | None, data_root: str | None) -> PipelinePreset:
+    from meta.config import get_preset
+
+    setting = setting or "omniglot-20w1s"
+    base = get_preset(setting)
+    if data_root is None and base.dataset == "omniglot":
+        data_root = _default_omniglot()
+    if data_root is None:
+        raise ValueError(f"data_root: expected a folder for {setting}, got none (--data-root)")
+    base = base.replace(data_root=str(data_root))
+    return PipelinePreset("paper", base, seeds=(0, 1, 2), eval_tasks=600, analysis_tasks=50,
+                          analysis_query=15 if base.dataset == "miniimagenet" else 5,
+                          timing_iterations=20)
+
+
+def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int] | None = None,
+                setting: str | None = None) -> PipelinePreset:
+    """The pipeline preset ``"tiny"``, ``"quick"`` or ``"paper"``.
+
+    ``setting``: a preset of :data:`meta.config.PRESETS` whose protocol the runs follow. Paper:
+    default ``"omniglot-20w1s"``, its full budget; MiniImageNet settings need ``data_root``.
+    Quick: default ``"glyphs-quick"``; any other setting (e.g. ``"omniglot-5w1s-quick"`` or
+    ``"omniglot-20w1s"`` on the real Omniglot) keeps its protocol at the quick budget (1500
+    iterations, 100 test tasks). ``workers`` is one single-threaded training process per core.
+    """
+    if setting is not None and name == "tiny":
+        raise ValueError(f"setting: expected only with the quick or paper preset, "
+                         f"got {setting!r} with {name!r}")
+    if name == "tiny":
+        preset = _tiny_preset()
+    elif name == "quick":
+        preset, data_root = _quick_preset(setting, data_root)
+    elif name == "paper":
+        preset = _paper_preset(setting, data_root)
+    else:
+        raise ValueError(f"preset: expected 'tiny', 'quick' or 'paper', got {name!r}")
+    if data_root is not None and name != "paper":
+        preset = dataclasses.replace(preset, base=preset.base.replace(data_root=str(data_root)))
+    preset = dataclasses.replace(
+        preset, workers=max(1, (os.cpu_count() or 1) // max(1, preset.base.threads)))
+    if seeds is not None:
+        seeds = tuple(int(seed) for seed in seeds)
+        if not seeds:
+            raise ValueError("seeds: expected at least one seed, got none")
+        preset = dataclasses.replace(preset, seeds=seeds)
+    return preset
+
+
+def _default_omniglot() -> str:
+    return os.environ.get("REPSIM_OMNIGLOT") or str(
+        Path(__file__).resolve().parents[2] / "shared" / "omniglot")
+
+
+def run_name(algorithm: str, seed: int) -> str:
+    """The folder name of a run: ``"maml-s0"``, ``"multitask-head-s0"``."""
+    return f"{algorithm}-s{seed}"
+
+
+def head_runs(preset: PipelinePreset) -> list[tuple[str, int]]:
+    """Table 7's runs: a new head meta-learned with MAML (ANIL's inner loop) on the frozen body
+    of each regime (App. D.1); the ``random`` regime already is such a run."""
+    return [(f"{regime}-head", preset.seeds[0]) for regime in ("multiclass", "multitask")
+            if regime in preset.regimes]
+
+
+def run_config(preset: PipelinePreset, name: str, seed: int, runs_dir: Path):
+    """The TrainConfig of the pipeline's run ``name`` (an algorithm, or ``"<regime>-head"``)."""
+    if name.endswith("-head"):
+        body = Path(runs_dir) / run_name(name[: -len("-head")], seed)
+        return preset.base.replace(algorithm="random", seed=seed, body_from=str(body))
+    return preset.base.replace(algorithm=name, seed=seed)
