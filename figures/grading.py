@@ -36,6 +36,7 @@ __all__ = [
     "paper_plus_minus",
     "fixed",
     "markdown_table",
+    "similarity_table",
     "body_mean",
 ]
 
@@ -136,3 +137,13 @@ def markdown_table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
 def body_mean(per_layer: Mapping[str, float], layers: tuple[str, ...] = CONV_LAYERS) -> float:
     """Mean of ``per_layer`` over ``layers`` (the body by default)."""
     return sum(per_layer[layer] for layer in layers) / len(layers)
+
+
+def similarity_table(label: str, similarity: Mapping[str, Any],
+                     paper: Mapping[str, tuple[float, float]]) -> list[str]:
+    """Markdown rows ``label | CCA | CKA | paper CCA | paper CKA``, one per key of ``paper``
+    (``similarity[key]["cca"|"cka"]`` measured, ``paper[key] = (cca, cka)``)."""
+    return markdown_table(
+        [label, "CCA", "CKA", "paper CCA", "paper CKA"],
+        [[key, fixed(lookup(similarity, key, "cca"), 3), fixed(lookup(similarity, key, "cka"), 3),
+          f"{cca:.2f}", f"{cka:.2f}"] for key, (cca, cka) in paper.items()])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from figures.constants import MEASURES
 from figures.context import Context, mean_over
 from figures.grading import (NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, TOL_SIMILARITY, Finding,
-                             body_mean, fixed, lookup, markdown_table)
+                             body_mean, lookup, similarity_table)
 from figures.output import Output, RunKey
 from figures.presets import PipelinePreset
 
@@ -84,10 +84,7 @@ def section(results: dict, details: dict) -> list[str]:
     similarity = results.get("maml_anil_similarity") or {}
     lines = ["", "## Table 3 — MAML and ANIL learn similar features", "",
              "Similarity between runs, averaged over the conv layers (the body).", ""]
-    return lines + markdown_table(
-        ["pair", "CCA", "CKA", "paper CCA", "paper CKA"],
-        [[pair, fixed(lookup(similarity, pair, "cca"), 3), fixed(lookup(similarity, pair, "cka"), 3),
-          f"{paper[0]:.2f}", f"{paper[1]:.2f}"] for pair, paper in PAPER_TABLE3.items()])
+    return lines + similarity_table("pair", similarity, PAPER_TABLE3)
 
 
 OUTPUT = Output(name="table3", order=90, needs=needs, compute=algorithm_similarity, grade=grade,

@@ -9,7 +9,7 @@ import torch
 from figures.constants import CONV_LAYERS, MEASURES, REGIME_ORDER
 from figures.context import Context
 from figures.grading import (NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, Finding, body_mean, fixed,
-                             lookup, markdown_table)
+                             lookup, markdown_table, similarity_table)
 from figures.output import Output, RunKey
 from figures.presets import PipelinePreset, run_name
 
@@ -152,10 +152,7 @@ def section(results: dict, details: dict) -> list[str]:
     similarity = results.get("regime_similarity") or {}
     lines = _difference_section(results)
     lines += ["", "## Table 8 — training regimes compared with MAML (mean over conv1..conv3)", ""]
-    return lines + markdown_table(
-        ["regime", "CCA", "CKA", "paper CCA", "paper CKA"],
-        [[regime, fixed(lookup(similarity, regime, "cca"), 3), fixed(lookup(similarity, regime, "cka"), 3),
-          f"{paper[0]:.2f}", f"{paper[1]:.2f}"] for regime, paper in PAPER_TABLE8.items()])
+    return lines + similarity_table("regime", similarity, PAPER_TABLE8)
 
 
 OUTPUT = Output(name="table8", order=120, needs=needs, compute=compute, grade=grade,
