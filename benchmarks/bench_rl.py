@@ -60,8 +60,10 @@ def _rate(fn, steps: int, repeats: int) -> float:
     return best
 
 
-def sampler_rates(*, envs: int = 400, horizon: int = 100, repeats: int = 3) -> dict[str, float]:
-    """Environment steps per second of each way of stepping ``envs`` HalfCheetahs."""
+def sampler_rates(*, envs: int = 400, horizon: int = 100, repeats: int = 3,
+                  threads: int = 1) -> dict[str, float]:
+    """Environment steps per second of each way of stepping ``envs`` HalfCheetahs (the rollout
+    backend also on ``threads`` physics threads when more than one)."""
     import gymnasium
     import mujoco
 
@@ -92,6 +94,15 @@ def sampler_rates(*, envs: int = 400, horizon: int = 100, repeats: int = 3) -> d
                 env.step(actions[h].reshape(envs // 20, 20, 6))
 
         out[f"meta.rl {backend} backend"] = _rate(run, envs * horizon, repeats)
+    if threads > 1:
+        env = HalfCheetahTasks("dir", dtype=torch.float64, threads=threads)
+
+        def run_threads(env=env):
+            env.reset(tasks, 20, g)
+            for h in range(horizon):
+                env.step(actions[h].reshape(envs // 20, 20, 6))
+
+        out[f"meta.rl rollout backend, {threads} threads"] = _rate(run_threads, envs * horizon, repeats)
     env = HalfCheetahTasks("dir", dtype=torch.float32)
     torch.manual_seed(0)
     policy = GaussianMLP(20, 6, hidden=(100, 100))
@@ -118,7 +129,7 @@ def iteration_seconds(preset: str, *, repeats: int = 3, **overrides) -> dict[str
     state = {}
     for alg in times:
         cfg = get_rl_preset(preset).replace(algorithm=alg, **overrides)
-        env = make_env(cfg.env, dtype=getattr(torch, cfg.dtype))
+        env = make_env(cfg.env, dtype=getattr(torch, cfg.dtype), threads=cfg.threads)
         policy = build_policy(cfg, env)
         params = {k: v.detach().clone().requires_grad_(True) for k, v in policy.named_parameters()}
         state[alg] = (cfg, env, policy, params, torch.Generator().manual_seed(0))
@@ -137,7 +148,8 @@ def iteration_seconds(preset: str, *, repeats: int = 3, **overrides) -> dict[str
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads, and HalfCheetah physics threads")
     parser.add_argument("--envs", type=int, default=400, help="trajectories stepped together")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-sampler", action="store_true")
@@ -153,7 +165,7 @@ def main(argv=None) -> int:
 
         print(f"\nHalfCheetah sampler, {args.envs} trajectories x 100 steps, env steps/s "
               f"(mujoco {mujoco.__version__}, gymnasium {gymnasium.__version__}); {_load()}")
-        rates = sampler_rates(envs=args.envs, repeats=args.repeats)
+        rates = sampler_rates(envs=args.envs, repeats=args.repeats, threads=args.threads)
         limit = rates["limit (bare mj_step)"]
         for name, rate in rates.items():
             print(f"  {name:36s} {rate:10.0f} steps/s   limit / this = {limit / rate:5.2f}")
@@ -166,7 +178,7 @@ def main(argv=None) -> int:
     if args.cheetah_iteration:
         print(f"\nSeconds per meta-iteration, halfcheetah-dir (40 tasks x 20 episodes x 200 "
               f"steps); {_load()}")
-        t = iteration_seconds("halfcheetah-dir", repeats=1)
+        t = iteration_seconds("halfcheetah-dir", repeats=1, threads=args.threads)
         print(f"  MAML {t['maml']:.1f} s, ANIL {t['anil']:.1f} s, MAML / ANIL = "
               f"{t['maml'] / t['anil']:.2f}x; 500 iterations: MAML {500 * t['maml'] / 3600:.1f} h, "
               f"ANIL {500 * t['anil'] / 3600:.1f} h; {_load()}")

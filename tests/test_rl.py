@@ -438,6 +438,22 @@ def test_cheetah_loop_backend_matches_rollout_backend_and_bad_tasks():
         d.step(torch.zeros(1, 1, 2, dtype=DT))
 
 
+def test_cheetah_physics_threads_give_identical_trajectories():
+    one = _cheetah("dir")
+    three = make_env("halfcheetah-dir", dtype=DT, threads=3)
+    tasks = torch.tensor([[1.0], [-1.0], [1.0], [-1.0], [1.0]], dtype=DT)
+    one.reset(tasks, 7, _gen(6))
+    three.reset(tasks, 7, _gen(6))
+    g = _gen(7)
+    for _ in range(8):
+        act = torch.randn(5, 7, 6, generator=g, dtype=DT)
+        o1, r1, _ = one.step(act)
+        o3, r3, _ = three.step(act)
+        assert torch.equal(o1, o3) and torch.equal(r1, r3)
+    with pytest.raises(ValueError, match="threads: expected a positive int, got 0"):
+        make_env("halfcheetah-vel", threads=0)
+
+
 def test_cheetah_meta_step_runs():
     pytest.importorskip("mujoco")
     cfg = get_rl_preset("halfcheetah-dir").replace(hidden=(16, 16), meta_batch_size=2,

@@ -109,7 +109,7 @@ def analyse_run(run_dir, *, tasks: int = 20, states_per_task: int = 500, checkpo
     from meta.rl.train import _EVAL_SEED, build_policy, load_params, load_rl_config, trainable_for
 
     cfg = load_rl_config(run_dir)
-    env = make_env(cfg.env, dtype=getattr(torch, cfg.dtype))
+    env = make_env(cfg.env, dtype=getattr(torch, cfg.dtype), threads=cfg.threads)
     policy = build_policy(cfg, env)
     params = load_params(run_dir, checkpoint)
     generator = torch.Generator().manual_seed(_EVAL_SEED + seed)

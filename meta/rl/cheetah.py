@@ -3,7 +3,7 @@
 One ``mujoco.MjModel`` (gymnasium's ``half_cheetah.xml``, frame skip 5, dt 0.05 s) and the
 physics state of every ``(task, episode)`` trajectory as rows of one array. A step is one
 ``mujoco.rollout.rollout`` call over all rows (``backend="rollout"``, the default: the physics
-loop runs in C), or a Python loop of ``mujoco.mj_step`` over ``MjData`` objects
+loop runs in C, over ``threads`` threads), or a Python loop of ``mujoco.mj_step`` over ``MjData`` objects
 (``backend="loop"``). Observations and rewards are computed vectorised in numpy.
 
 Tasks and rewards follow the reference MAML-RL environments:
@@ -46,16 +46,18 @@ class HalfCheetahTasks:
     obs_dim, action_dim, task_dim = 20, 6, 1
 
     def __init__(self, kind: str, *, backend: str = "rollout", dtype=torch.float32,
-                 low: float = 0.0, high: float = 2.0):
+                 low: float = 0.0, high: float = 2.0, threads: int = 1):
         if kind not in ("dir", "vel"):
             raise ValueError(f"kind: expected 'dir' or 'vel', got {kind!r}")
         if backend not in ("rollout", "loop"):
             raise ValueError(f"backend: expected 'rollout' or 'loop', got {backend!r}")
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads: expected a positive int, got {threads!r}")
         import mujoco
         import mujoco.rollout
 
         self._mujoco = mujoco
-        self.kind, self.backend, self.dtype = kind, backend, dtype
+        self.kind, self.backend, self.dtype, self.threads = kind, backend, dtype, threads
         self.name = f"halfcheetah-{kind}"
         self.low, self.high = float(low), float(high)
         self.model = mujoco.MjModel.from_xml_path(model_path())
@@ -109,10 +111,13 @@ class HalfCheetahTasks:
         mj = self._mujoco
         if self.backend == "rollout":
             controls = np.repeat(ctrl[:, None, :], FRAME_SKIP, axis=1)        # (N, skip, nu)
-            if not self._data:
+            while len(self._data) < self.threads:
                 self._data.append(mj.MjData(self.model))
-            states, _ = mj.rollout.rollout(self.model, self._data[0], self._state, controls,
-                                           nstep=FRAME_SKIP)
+            # one MjData per thread: the rows are split over a pool of ``threads`` threads;
+            # each row's physics is independent of the split, so results do not depend on it
+            data = self._data[0] if self.threads == 1 else self._data[:self.threads]
+            states, _ = mj.rollout.rollout(self.model, data, self._state, controls,
+                                           nstep=FRAME_SKIP, persistent_pool=self.threads > 1)
             self._state = np.ascontiguousarray(states[:, -1])
             return
         for d, c, row in zip(self._data, ctrl, self._state):

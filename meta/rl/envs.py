@@ -77,13 +77,17 @@ class Navigation2D:
         return self._state.clone(), reward, done
 
 
-def make_env(name: str, *, dtype=torch.float32, **kwargs):
-    """The task family ``name``: ``nav2d``, ``halfcheetah-dir`` or ``halfcheetah-vel``."""
+def make_env(name: str, *, dtype=torch.float32, threads: int = 1, **kwargs):
+    """The task family ``name``: ``nav2d``, ``halfcheetah-dir`` or ``halfcheetah-vel``.
+
+    ``threads``: the HalfCheetah physics runs on that many threads (results do not depend on
+    it); 2D-Navigation is torch code and follows ``torch.set_num_threads``.
+    """
     if name == "nav2d":
         return Navigation2D(dtype=dtype, **kwargs)
     if name in ("halfcheetah-dir", "halfcheetah-vel"):
         from meta.rl.cheetah import HalfCheetahTasks
 
-        return HalfCheetahTasks(name.split("-")[1], dtype=dtype, **kwargs)
+        return HalfCheetahTasks(name.split("-")[1], dtype=dtype, threads=threads, **kwargs)
     raise ValueError(f"env: expected one of ['nav2d', 'halfcheetah-dir', 'halfcheetah-vel'], "
                      f"got {name!r}")

@@ -120,7 +120,7 @@ class _RLSession:
 
 
 def _build_rl(cfg: RLConfig, run: RunDir) -> _RLSession:
-    env = make_env(cfg.env, dtype=_dtype(cfg))
+    env = make_env(cfg.env, dtype=_dtype(cfg), threads=cfg.threads)
     policy = build_policy(cfg, env)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in policy.named_parameters()}
     session = _RLSession(cfg, run, env, policy, params, torch.Generator().manual_seed(cfg.seed))
@@ -268,7 +268,7 @@ def prepare_rl_evaluation(run_dir: str | os.PathLike, *, tasks: int | None = Non
 def run_rl_evaluation(request: RLEvalRequest) -> dict[str, Any]:
     """Evaluate a request from :func:`prepare_rl_evaluation`; see :func:`evaluate_rl`."""
     cfg, run = request.cfg, request.run
-    env = make_env(cfg.env, dtype=_dtype(cfg))
+    env = make_env(cfg.env, dtype=_dtype(cfg), threads=cfg.threads)
     policy = build_policy(cfg, env)
     generator = torch.Generator().manual_seed(_EVAL_SEED + request.seed)
     goals = env.sample_tasks(request.tasks, generator)
