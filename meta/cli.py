@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from meta.algos import algorithm_names
 from meta.algos._functional import HEADS
 from meta.config import PRESETS, TrainConfig, get_preset
+from meta.data.episodes import check_data_root
 from meta.rl.config import RL_PRESETS
 from meta.run import RunDir
 from repsim._cli_policy import run_cli, user_input
@@ -54,9 +55,12 @@ def parse_set(cfg: TrainConfig, items: Sequence[str]) -> TrainConfig:
 
 
 def check_inputs(cfg, run_dir: str | os.PathLike) -> None:
-    """``ValueError`` when ``run_dir`` holds a run with another config, or ``cfg.body_from``
-    names a folder without a trained run (what the user gave, checked before any work)."""
+    """``ValueError`` when ``run_dir`` holds a run with another config, ``cfg.body_from``
+    names a folder without a trained run, or the dataset is not where ``cfg.data_root`` says
+    (what the user gave, checked before any work)."""
     RunDir(run_dir).check_config(cfg)
+    if getattr(cfg, "dataset", None) is not None:
+        check_data_root(cfg.dataset, cfg.data_root)
     body_from = getattr(cfg, "body_from", None)
     if body_from is not None and not RunDir(body_from).checkpoint().exists():
         raise ValueError(f"body_from: expected a trained run with "

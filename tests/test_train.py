@@ -184,6 +184,13 @@ def test_cli_user_errors_are_one_line_and_bugs_are_not_swallowed(tmp_path, capsy
     assert len(err) == 1 and "same config" in err[0] and err[0].startswith("python -m meta: error:")
     assert main(["evaluate", out, "--checkpoint", "x"]) == 2
     assert "--checkpoint: expected" in capsys.readouterr().err
+    # A dataset that is not where the user said: one line before any work.
+    missing = str(tmp_path / "no-omniglot-here")
+    assert main(["train", "--preset", "omniglot-5w1s-quick", "--set", f"data_root={missing}",
+                 "--out", str(tmp_path / "omni"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data_root: expected Omniglot" in err[0] and missing in err[0]
+    assert not (tmp_path / "omni").exists()
     # A ValueError raised by the work itself (not by reading the input) is a bug: it propagates.
     import meta.evaluation
 

@@ -15,7 +15,7 @@ import torch
 
 from meta.data.base import FewShotDataset
 
-__all__ = ["Task", "TaskSampler", "load_dataset", "DATASETS"]
+__all__ = ["Task", "TaskSampler", "load_dataset", "check_data_root", "DATASETS"]
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,23 @@ class TaskSampler:
         _check_positive(n_tasks=n_tasks)
         sampler = cls(dataset, ways, shots, query, seed=seed, augment_rotations=augment_rotations)
         return sampler.batch(n_tasks)
+
+
+def check_data_root(name: str, root: str | os.PathLike | None = None) -> None:
+    """``ValueError`` unless the data of ``name`` can be found from ``root`` (without loading
+    it): a quick check of what the user gave, before any work."""
+    if name == "omniglot":
+        from meta.data.omniglot import OFFICIAL_SPLITS, _has_split, resolve_omniglot_root
+
+        found = resolve_omniglot_root(root)
+        if not any(_has_split(found, split) for split in OFFICIAL_SPLITS):
+            raise ValueError(f"data_root: expected Omniglot (images_background/ or "
+                             f"images_background.npz) in {found}, got none")
+    elif name == "miniimagenet":
+        root = root if root is not None else os.environ.get("REPSIM_MINIIMAGENET")
+        if root is None or not os.path.isdir(root):
+            raise ValueError(f"data_root: expected a MiniImageNet folder (root=... or "
+                             f"$REPSIM_MINIIMAGENET), got {root!r}")
 
 
 def load_dataset(
