@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Sequence[str] | None) -> int:
     from figures.pipeline import check_outputs, make_preset, parse_only, run_pipeline
+    from meta.data.episodes import check_data_root
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -51,6 +52,7 @@ def _main(argv: Sequence[str] | None) -> int:
         preset = make_preset(args.preset, data_root=args.data_root, seeds=seeds, setting=args.setting)
         only = parse_only(args.only)
         check_outputs(preset, only)
+        check_data_root(preset.base.dataset, preset.base.data_root)
     results = run_pipeline(preset, args.out, only=only, runs_dir=args.runs,
                            quiet=args.quiet or not sys.stderr.isatty())
     if not args.quiet:

@@ -405,6 +405,12 @@ def test_cli_rejects_bad_only(tmp_path, capsys):
 
     assert main(["--preset", "tiny", "--out", str(tmp_path), "--only", "fig99", "--quiet"]) == 2
     assert "only: expected names" in capsys.readouterr().err
+    missing = str(tmp_path / "no-omniglot-here")
+    assert main(["--preset", "quick", "--setting", "omniglot-5w1s-quick", "--data-root", missing,
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data_root: expected Omniglot" in err[0]
+    assert not (tmp_path / "out").exists()              # nothing trained, nothing written
 
 
 def test_missing_rl_extra_fails_before_training(monkeypatch):
