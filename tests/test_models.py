@@ -93,13 +93,13 @@ def test_initialisation_follows_the_reference_code():
     omni, mini = Conv4.omniglot(20), Conv4.miniimagenet(5)
     # Glorot-uniform convolutions: bound sqrt(6 / (fan_in + fan_out)), fan = channels * 9
     bound = (6 / (64 * 9 + 64 * 9)) ** 0.5
-    w = omni.conv2[0].weight
+    w = omni.conv2[0].weight.detach()
     assert float(w.abs().max()) <= bound and float(w.abs().max()) > 0.9 * bound
     # Omniglot head: standard normal; MiniImageNet head: Glorot-uniform; zero biases
-    assert 0.8 < float(omni.head.weight.std()) < 1.2
-    assert float(mini.head.weight.abs().max()) <= (6 / (800 + 5)) ** 0.5
-    assert float(omni.head.bias.abs().max()) == 0 and float(omni.conv1[1].bias.abs().max()) == 0
+    assert 0.8 < float(omni.head.weight.detach().std()) < 1.2
+    assert float(mini.head.weight.detach().abs().max()) <= (6 / (800 + 5)) ** 0.5
+    assert float(omni.head.bias.detach().abs().max()) == 0 and float(omni.conv1[1].bias.detach().abs().max()) == 0
     glorot = Conv4(20, head_init="glorot")
-    assert float(glorot.head.weight.abs().max()) <= (6 / (64 + 20)) ** 0.5
+    assert float(glorot.head.weight.detach().abs().max()) <= (6 / (64 + 20)) ** 0.5
     with pytest.raises(ValueError, match="head_init"):
         Conv4(5, head_init="zeros")
