@@ -10,9 +10,11 @@ from types import MappingProxyType
 from meta.analysis import MEASURES
 from meta.models import BODY_NAMES, LAYER_NAMES
 
-__all__ = ["LAYERS", "CONV_LAYERS", "MEASURES", "FREEZE_BLOCKS", "FREEZE_KEYS", "REGIMES",
+__all__ = ["RunKey", "LAYERS", "CONV_LAYERS", "MEASURES", "FREEZE_BLOCKS", "FREEZE_KEYS", "REGIMES",
            "REGIME_ORDER"]
 
+#: ``(algorithm or "<regime>-head", seed)``: one training run of the pipeline
+RunKey = tuple[str, int]
 #: every analysed layer: ``conv1..conv4, head``
 LAYERS: tuple[str, ...] = tuple(LAYER_NAMES)
 #: the body: ``conv1..conv4``

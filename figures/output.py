@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from figures.constants import RunKey
+
 if TYPE_CHECKING:
     from figures.context import Context
     from figures.grading import Finding
@@ -21,8 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Output", "OutputResult", "RunKey", "STAGES"]
 
-#: ``(algorithm or "<regime>-head", seed)``: one training run of the pipeline
-RunKey = tuple[str, int]
 #: the stages whose seconds ``results.json`` reports, in the order they are listed
 STAGES = ("evaluate", "analyse", "timing", "rl")
 

@@ -11,60 +11,20 @@ its 95% confidence interval.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from collections.abc import Sequence
 
 from meta.algos import algorithm_names
 from meta.algos._functional import HEADS
-from meta.config import PRESETS, TrainConfig, get_preset
-from meta.data.episodes import check_data_root
+from meta._cli_common import check_inputs, parse_set
+from meta.config import PRESETS, get_preset
 from meta.rl.config import RL_PRESETS
-from meta.run import RunDir
 from repsim._cli_policy import run_cli, user_input
 
 __all__ = ["main", "build_parser", "parse_set", "check_inputs", "PROG"]
 
 PROG = "python -m meta"
-
-
-def parse_set(cfg: TrainConfig, items: Sequence[str]) -> TrainConfig:
-    """Apply ``field=value`` overrides; values are JSON (``none``/``null`` for None), else text;
-    ``checkpoints`` also takes ``10000,20000``."""
-    fields = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--set: expected field=value, got {item!r}")
-        name = name.strip().replace("-", "_")
-        if text.strip().lower() == "none":
-            value = None
-        elif name == "checkpoints" and not text.strip().startswith("["):
-            try:
-                value = tuple(int(c) for c in text.split(",") if c.strip())
-            except ValueError:
-                raise ValueError(f"--set checkpoints: expected comma-separated ints, got {text!r}") from None
-        else:
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                value = text
-        fields[name] = tuple(value) if isinstance(value, list) else value
-    return cfg.replace(**fields)
-
-
-def check_inputs(cfg, run_dir: str | os.PathLike) -> None:
-    """``ValueError`` when ``run_dir`` holds a run with another config, ``cfg.body_from``
-    names a folder without a trained run, or the dataset is not where ``cfg.data_root`` says
-    (what the user gave, checked before any work)."""
-    RunDir(run_dir).check_config(cfg)
-    if getattr(cfg, "dataset", None) is not None:
-        check_data_root(cfg.dataset, cfg.data_root)
-    body_from = getattr(cfg, "body_from", None)
-    if body_from is not None and not RunDir(body_from).checkpoint().exists():
-        raise ValueError(f"body_from: expected a trained run with "
-                         f"{RunDir(body_from).checkpoint()}, got none")
 
 
 def _parse_freeze(text: str) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ import os
 import numpy as np
 import torch
 
-from meta.rl.envs import check_actions, check_tasks
+from meta.rl._checks import check_actions, check_tasks
 
 __all__ = ["HalfCheetahTasks", "model_path"]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from meta._cli_common import check_inputs, parse_set
 from meta.rl.algos import RL_REGISTRY
 from meta.rl.config import get_rl_preset
 from repsim._cli_policy import user_input
@@ -17,7 +18,6 @@ __all__ = ["train_command", "evaluate_command"]
 
 def train_command(args: argparse.Namespace) -> int:
     """``train --preset <rl preset> [--algorithm maml|fomaml|anil] [--set f=v] --out RUN``."""
-    from meta.cli import check_inputs, parse_set
     from meta.rl.train import train_rl
 
     with user_input():
