@@ -5,7 +5,8 @@ Usage::
     python3 benchmarks/gpu_check.py                      # on a GPU machine, < 5 min on an H100
     python3 benchmarks/gpu_check.py --device cpu --small # proves the script works, here
 
-1. Every repsim measure on ``--device`` against the same measure on the CPU in float64:
+1. Every repsim measure (also streaming, the permutation null, bootstrap intervals, shape
+   metrics and token flattening) on ``--device`` against the same measure on the CPU in float64:
    float64 must agree to 1e-10; float32 with TF32 disabled to the stated tolerance per measure;
    linear CKA and CCA are also run with TF32 enabled, to show whether it breaks accuracy.
 2. Linear CKA (biased, debiased), mean CCA time on the device vs the CPU at n = 100 000, d = 512.
@@ -53,6 +54,31 @@ def _register() -> None:
         b = {"y": y, "ytanh": torch.tanh(y)}
         return repsim.similarity_matrix(a, b, measure="linear_cka", dtype=dtype)
 
+    def streaming(x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        s = repsim.StreamingSimilarity(("linear_cka", "linear_cka_debiased", "mean_cca", "pwcca"),
+                                       dtype=dtype, device=x.device)
+        for xb, yb in zip(x.split(500), y.split(500)):
+            s.update(xb, yb)
+        return torch.stack(list(s.compute().values()))
+
+    def permutation(x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        r = repsim.permutation_test(x[:2000], y[:2000], measure="linear_cka", n_permutations=200,
+                                    generator=0, dtype=dtype)
+        return torch.cat([r.value.reshape(1), r.null.reshape(-1)])
+
+    def bootstrap(x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        r = repsim.bootstrap_ci(x[:2000], y[:2000], measure="linear_cka", n_boot=200, generator=0,
+                                dtype=dtype)
+        return torch.stack([r.value, r.low, r.high])
+
+    def tokens(x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        n = x.shape[0] // 8 * 8                                # 8 tokens per sequence
+        mask = torch.ones(n // 8, 8, dtype=torch.long, device=x.device)
+        mask[::3, 5:] = 0                                      # every third sequence padded
+        xt = repsim.flatten_tokens(x[:n].reshape(n // 8, 8, -1), mask, mode="mean")
+        yt = repsim.flatten_tokens(y[:n].reshape(n // 8, 8, -1), mask, mode="last")
+        return repsim.linear_cka(xt, yt, dtype=dtype)
+
     MEASURES.update({
         "cca.rho": (lambda x, y, dt: cca(x, y, dtype=dt).rho, 1e-3),
         "mean_cca": (lambda x, y, dt: repsim.mean_cca(x, y, dtype=dt), 1e-4),
@@ -65,6 +91,11 @@ def _register() -> None:
         "MinibatchCKA": (minibatch, 1e-5),
         "procrustes_distance": (lambda x, y, dt: repsim.procrustes_distance(x, y, dtype=dt), 1e-4),
         "similarity_matrix": (matrix, 1e-5),
+        "StreamingSimilarity": (streaming, 1e-3),
+        "permutation_test (value, null)": (permutation, 1e-5),
+        "bootstrap_ci (value, low, high)": (bootstrap, 1e-5),
+        "shape_distance(alpha=0.5)": (lambda x, y, dt: repsim.shape_distance(x, y, alpha=0.5, dtype=dt), 1e-4),
+        "flatten_tokens + linear_cka": (tokens, 1e-5),
     })
 
 
