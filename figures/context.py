@@ -11,8 +11,7 @@ from typing import Any
 
 import torch
 
-from figures.constants import CONV_LAYERS
-from figures.constants import RunKey
+from figures.constants import CONV_LAYERS, RunKey
 from figures.presets import PipelinePreset
 from meta.run import RunDir
 

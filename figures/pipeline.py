@@ -28,14 +28,13 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import torch
-
 from figures import report
 from figures.context import Context
 from figures.output import STAGES, Output, RunKey
 from figures.outputs import aliases, discover
 from figures.presets import PRESETS, PipelinePreset, make_preset, run_config
 from figures.training import run_is_finished, train_runs
+from meta._threads import torch_threads
 
 __all__ = [
     "PipelinePreset",
@@ -143,14 +142,10 @@ def run_pipeline(
     if isinstance(preset, str):
         preset = make_preset(preset, data_root=data_root, seeds=seeds)
     names = parse_only(only)
-    threads = torch.get_num_threads()
     # Small linear algebra collapses when its threads fight over shared cores: use the
     # runs' own thread count (1 by default) for the analyses too, as training does.
-    torch.set_num_threads(preset.base.threads)
-    try:
+    with torch_threads(preset.base.threads):
         return _run(preset, Path(out_dir), names, runs_dir, quiet)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _header(preset: PipelinePreset) -> dict:

@@ -20,7 +20,7 @@ from figures.grading import (TOL_ACC_POINTS, TOL_INTERCEPT, TOL_R2, TOL_RL_GAIN,
                              TOL_SLOPE, TOL_WEIGHT_RATIO, Finding, chance_corrected, fixed,
                              paper_column)
 from figures.outputs import discover
-from repsim._io import atomic_path, atomic_write_text
+from repsim._io import atomic_write_text
 
 __all__ = [
     "Finding",
@@ -43,10 +43,7 @@ __all__ = [
 
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
     """Write ``obj`` as indented JSON atomically; return the path. NaN is a ``ValueError``."""
-    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
+    return atomic_write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", path)
 
 
 def read_json(path: str | os.PathLike) -> dict:

@@ -8,11 +8,10 @@ before and after adaptation. Results are plain dicts for ``results.json``.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import statistics
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from figures.training import run_jobs
 from meta.run import RunDir
 
 __all__ = ["RL_SETTINGS", "check_rl", "run_rl", "rl_run_name"]
@@ -42,17 +41,9 @@ def _train_one(cfg_dict: dict, run_dir: str) -> str:
 
 
 def _train_all(jobs: list, workers: int) -> None:
-    todo = [(cfg, run_dir) for cfg, run_dir in jobs if not RunDir(run_dir).is_finished(cfg)]
-    if not todo:
-        return
-    if workers <= 1 or len(todo) == 1:
-        for cfg, run_dir in todo:
-            _train_one(cfg.to_dict(), str(run_dir))
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-        for job in [pool.submit(_train_one, cfg.to_dict(), str(run_dir)) for cfg, run_dir in todo]:
-            job.result()
+    todo = [(cfg.to_dict(), str(run_dir)) for cfg, run_dir in jobs
+            if not RunDir(run_dir).is_finished(cfg)]
+    run_jobs(_train_one, todo, workers=workers)
 
 
 def _summary(values: list[float]) -> dict:

@@ -4,16 +4,18 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
-from figures.output import RunKey
+from figures.constants import RunKey
 from figures.presets import PipelinePreset, run_config, run_name
 from meta.run import RunDir
 
-__all__ = ["run_is_finished", "train_runs"]
+__all__ = ["run_is_finished", "train_runs", "run_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +26,34 @@ def run_is_finished(run_dir: str | os.PathLike, cfg) -> bool:
     return RunDir(run_dir).is_finished(cfg)
 
 
-def _train_one(cfg_dict: dict, run_dir: str) -> str:
-    """Train one run in a worker process (a module-level function, so it pickles)."""
-    import meta
+def _train_one(cfg_dict: dict, run_dir: str, progress: bool = False) -> str:
+    """Train one run (a module-level function, so it pickles into a worker process)."""
+    import meta                                  # looked up at call time
     from meta.config import TrainConfig
 
-    return str(meta.train(TrainConfig.from_dict(cfg_dict), run_dir, progress=False))
+    return str(meta.train(TrainConfig.from_dict(cfg_dict), run_dir, progress=progress))
+
+
+def run_jobs(function: Callable[..., Any], jobs: list[tuple], *, workers: int,
+             done: Callable[[tuple], None] | None = None) -> None:
+    """``function(*job)`` for every job: in this process when ``workers <= 1`` or there is one
+    job, else in up to ``workers`` spawned processes (``function`` must be module-level, so it
+    pickles). ``done(job)`` follows each finished job; a worker's error is re-raised here."""
+    if not jobs:
+        return
+    if workers <= 1 or len(jobs) == 1:
+        for job in jobs:
+            function(*job)
+            if done is not None:
+                done(job)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+        futures = {pool.submit(function, *job): job for job in jobs}
+        for future in as_completed(futures):
+            future.result()
+            if done is not None:
+                done(futures[future])
 
 
 def train_runs(preset: PipelinePreset, runs_dir: Path, needed: list[RunKey], *, quiet: bool,
@@ -61,20 +85,13 @@ def _train_phase(preset: PipelinePreset, runs_dir: Path, needed: list[RunKey], *
     if not todo:
         return run_dirs
     bar = tqdm(total=len(todo), desc="train runs", disable=quiet, leave=False)
-    if workers <= 1 or len(todo) == 1:
-        import meta                                  # looked up at call time
+    progress = not quiet and (workers <= 1 or len(todo) == 1)    # one bar per run, in this process
 
-        for cfg, run in todo:
-            log.info("training %s", run.path)
-            meta.train(cfg, run.path, progress=not quiet)
-            bar.update()
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-            jobs = {pool.submit(_train_one, cfg.to_dict(), str(run.path)): run for cfg, run in todo}
-            for job in as_completed(jobs):
-                job.result()             # re-raises a worker's error here
-                log.info("trained %s", jobs[job].path)
-                bar.update()
+    def done(job: tuple) -> None:
+        log.info("trained %s", job[1])
+        bar.update()
+
+    run_jobs(_train_one, [(cfg.to_dict(), str(run.path), progress) for cfg, run in todo],
+             workers=workers, done=done)
     bar.close()
     return run_dirs

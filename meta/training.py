@@ -41,10 +41,11 @@ log = logging.getLogger(__name__)
 
 def load_body(model: Conv4, run_dir: str | os.PathLike) -> None:
     """Copy the body (``conv1..conv4``) of the final model of ``run_dir`` into ``model``."""
-    path = RunDir(run_dir).checkpoint()
+    run = RunDir(run_dir)
+    path = run.checkpoint()
     if not path.exists():
         raise ValueError(f"body_from: expected a trained run with {path}, got none")
-    weights = RunDir(run_dir).load()["model"]
+    weights = run.load()["model"]
     body = {n: w for n, w in weights.items() if not n.startswith("head.")}
     own = {n: p for n, p in model.state_dict().items() if not n.startswith("head.")}
     if {n: tuple(w.shape) for n, w in body.items()} != {n: tuple(p.shape) for n, p in own.items()}:

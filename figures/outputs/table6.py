@@ -84,12 +84,11 @@ def time_algorithms(context: Context) -> TimingResult:
     """Seconds per training iteration (task batch 1) of MAML / FO-MAML / ANIL and per inference
     of MAML vs ANIL, on the same freshly built model, in this process, one thread."""
     from meta import TaskSampler, load_dataset
+    from meta._threads import torch_threads
     from meta.models import build_model
 
     config, preset = context.preset.base, context.preset
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         dataset = load_dataset(config.dataset, config.train_split, root=config.data_root)
         tasks = TaskSampler.fixed(dataset, config.ways, config.shots, config.query,
                                   preset.timing_iterations + _WARMUP, seed=7)
@@ -98,8 +97,6 @@ def time_algorithms(context: Context) -> TimingResult:
         init = {name: value.detach().clone() for name, value in model.named_parameters()}
         train = {a: _time_training(model, init, tasks, a, config) for a in ("maml", "fomaml", "anil")}
         inference = {a: _time_inference(model, init, tasks, a, config) for a in ("maml", "anil")}
-    finally:
-        torch.set_num_threads(threads)
     speedup = {"train_speedup_anil_vs_maml": train["maml"] / train["anil"],
                "inference_speedup_anil_vs_maml": inference["maml"] / inference["anil"],
                "train_speedup_fomaml_vs_maml": train["maml"] / train["fomaml"]}
