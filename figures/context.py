@@ -91,21 +91,24 @@ class Context:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, run: RunDir, *, freeze: tuple[int, ...] = (), head: str = "maml",
-                 checkpoint: int | str | None = None) -> dict[str, Any]:
+                 checkpoint: int | str | None = None,
+                 inner_steps: int | None = None) -> dict[str, Any]:
         """``meta.evaluate`` on the preset's test tasks; a cached ``eval*.json`` made from the
-        same checkpoint is read back instead."""
+        same checkpoint is read back instead. ``inner_steps``: test-time steps (default the
+        run's ``inner_steps_test``)."""
         import meta
         from meta.config import TrainConfig
 
         config = TrainConfig.from_dict(run.read_config())
+        steps = config.inner_steps_test if inner_steps is None else int(inner_steps)
         path = run.eval_file(config, tasks=self.preset.eval_tasks, freeze=tuple(freeze), head=head,
-                             inner_steps=config.inner_steps_test, checkpoint=checkpoint,
-                             split=config.test_split, seed=0)
+                             inner_steps=steps, checkpoint=checkpoint, split=config.test_split,
+                             seed=0)
         cached = run.read_eval(path, checkpoint=checkpoint)
         if cached is not None:
             return cached
         return meta.evaluate(run.path, tasks=self.preset.eval_tasks, freeze=tuple(freeze), head=head,
-                             checkpoint=checkpoint)
+                             checkpoint=checkpoint, inner_steps=steps)
 
     def accuracy(self, algorithm: str, seeds: Iterable[int], **options) -> dict[str, Any]:
         """:func:`accuracy_summary` of ``algorithm`` over ``seeds`` (options as :meth:`evaluate`)."""

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import meta
 from figures.constants import FREEZE_KEYS
 from figures.outputs.fig7 import fit_line
 from figures.outputs.table1 import PAPER_TABLE1
@@ -46,6 +47,8 @@ def synthetic(reuse: bool = True) -> tuple[dict, dict]:
         "freezing": {"none": 0.80, "1": 0.80, "1,2": 0.79, "1,2,3": 0.79,
                      "1,2,3,4": 0.78 if reuse else 0.50},
         "freezing_ci95": {k: 0.01 for k in ("none", "1", "1,2", "1,2,3", "1,2,3,4")},
+        "freezing_steps": {"steps": [1, 10, 40], "protocol": 10, "none": [0.79, 0.80, 0.81],
+                           "1,2,3,4": [0.45, 0.78 if reuse else 0.50, 0.77]},
         "pre_post": pre_post,
         "weight_change": {"conv1": 0.01, "conv2": 0.02, "conv3": 0.02, "conv4": 0.03,
                           "head": 0.5 if reuse else 0.001},
@@ -124,6 +127,11 @@ def test_report_tables_hold_both_paper_and_our_numbers():
     # Table 1: frozen 1,2,3,4 -> ours 78.0 ± 1.0, paper mini 5w1s 46.3 ± 0.4
     row = _row(text, "1,2,3,4")
     assert "78.0 ± 1.0" in row and "46.3 ± 0.4" in row
+    # Table 1's test-step series: a second table, its columns the step counts
+    assert "| frozen | 1 steps | 10 steps | 40 steps |" in text
+    steps_rows = [line for line in text.splitlines() if line.startswith("| 1,2,3,4 |")]
+    assert len(steps_rows) == 2 and steps_rows[1] == "| 1,2,3,4 | 45.0 | 78.0 | 77.0 |"
+    assert "the verdict uses the protocol's 10" in text
     # Table 3 and Table 8 rows
     row = _row(text, "anil-maml")
     assert "0.500" in row and "0.50" in row and "0.83" in row
@@ -324,6 +332,17 @@ def test_tiny_pipeline_writes_every_output(tiny_run):
         assert set(r["pre_post_chance"][m]) == set(LAYERS)
         for pair in ("maml-maml", "anil-anil", "anil-maml"):
             assert 0.0 <= r["maml_anil_similarity"][pair][m] <= 1.0 + 1e-9
+    # Table 1's step series: the protocol's column is the graded evaluation itself, and another
+    # column agrees with meta.evaluate called directly on each seed's run
+    series = r["freezing_steps"]
+    k = series["steps"].index(series["protocol"])
+    assert series["none"][k] == pytest.approx(r["freezing"]["none"], abs=1e-12)
+    assert series["1,2,3,4"][k] == pytest.approx(r["freezing"]["1,2,3,4"], abs=1e-12)
+    j = series["steps"].index(5)
+    direct = [meta.evaluate(out / "runs" / f"maml-s{seed}", tasks=r["eval_tasks"],
+                            freeze=(1, 2, 3, 4), inner_steps=5)["accuracy"]["mean"]
+              for seed in r["seeds"]]
+    assert series["1,2,3,4"][j] == pytest.approx(float(np.mean(direct)), abs=1e-12)
     assert set(r["weight_change"]) == set(LAYERS) and all(v >= 0 for v in r["weight_change"].values())
     assert set(r["regimes_nil"]) == {"maml", "anil", "multiclass", "multitask", "random", "nil"}
     assert set(r["regimes_maml_head"]) == {"multiclass", "multitask", "random"}

@@ -21,6 +21,7 @@ from meta.rl import (GaussianMLP, Navigation2D, RLConfig, adapt, advantages, con
 from meta.rl.analysis import hidden_activations, pre_post_similarity, visited_states, weight_change
 from meta.rl.policy import gaussian, kl_normal, log_prob
 from meta.rl.returns import baseline_features
+from meta.rl import train as rl_train
 from meta.rl.train import adaptation_returns, build_policy, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -354,6 +355,21 @@ def test_cli_train_and_evaluate_smoke(tmp_path, capsys):
     assert cli_main(["train", "--preset", "nav2d-tiny", "--algorithm", "nil", "--out",
                      str(tmp_path / "x")]) == 2
     assert "expected one of ['maml', 'fomaml', 'anil']" in capsys.readouterr().err
+
+
+def test_evaluation_batches_nest_and_per_task_returns_match_the_summary(tmp_path, monkeypatch):
+    cfg = get_rl_preset("nav2d-tiny").replace(iterations=1)
+    run = train_rl(cfg, tmp_path / "run", progress=False)
+    monkeypatch.setattr(rl_train, "EVAL_BATCH", 3)
+    short = evaluate_rl(run, tasks=6, checkpoint="last")
+    long = evaluate_rl(run, tasks=7, checkpoint="last")              # batches of 3, 3, 1
+    for key in ("pre", "post"):
+        values = torch.tensor(long["per_task"][key], dtype=torch.float64)
+        assert len(values) == 7
+        assert long["per_task"][key][:6] == short["per_task"][key]   # two whole batches shared
+        assert long[key]["mean"] == pytest.approx(float(values.mean()), rel=1e-12)
+        assert long[key]["ci95"] == pytest.approx(1.96 * float(values.std()) / 7 ** 0.5, rel=1e-12)
+    assert get_rl_preset("nav2d").eval_tasks == 400                  # the reference: 10 x 40
 
 
 def test_nav2d_learning_improves_post_adaptation_return(tmp_path):

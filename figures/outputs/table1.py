@@ -10,7 +10,7 @@ from figures.grading import (NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, TOL_ACC_P
 from figures.output import Output, RunKey
 from figures.presets import PipelinePreset
 
-__all__ = ["OUTPUT", "PAPER_TABLE1", "FreezingResult"]
+__all__ = ["OUTPUT", "PAPER_TABLE1", "STEP_SERIES", "FreezingResult"]
 
 #: MAML on MiniImageNet, blocks frozen at test time: ``{frozen: {setting: (mean %, ci95)}}``
 PAPER_TABLE1 = {
@@ -22,16 +22,25 @@ PAPER_TABLE1 = {
 }
 
 
+#: Test-time step counts of the diagnostic series (the protocol's own count is added): how far
+#: head-only adaptation is from converged at the protocol's steps. Not graded.
+STEP_SERIES = (1, 5, 20, 40)
+
+
 @dataclass(frozen=True)
 class FreezingResult:
-    """Accuracy (fraction) and its 95% CI per frozen setting (keys of ``FREEZE_BLOCKS``)."""
+    """Accuracy (fraction) and its 95% CI per frozen setting (keys of ``FREEZE_BLOCKS``), and
+    ``by_steps = {"steps": [...], "none": [...], "1,2,3,4": [...]}``: mean accuracy with no block
+    and with all four frozen, per number of test-time steps."""
 
     accuracy: dict[str, float]
     ci95: dict[str, float]
+    by_steps: dict[str, list]
 
     def write(self, results: dict, details: dict) -> None:
         results["freezing"] = self.accuracy
         results["freezing_ci95"] = self.ci95
+        results["freezing_steps"] = self.by_steps
 
 
 def needs(preset: PipelinePreset) -> list[RunKey]:
@@ -43,7 +52,19 @@ def compute(context: Context) -> FreezingResult:
     summaries = {key: context.accuracy("maml", context.seeds, freeze=blocks)
                  for key, blocks in FREEZE_BLOCKS.items()}
     return FreezingResult({key: value["mean"] for key, value in summaries.items()},
-                          {key: value["ci95"] for key, value in summaries.items()})
+                          {key: value["ci95"] for key, value in summaries.items()},
+                          _by_steps(context))
+
+
+def _by_steps(context: Context) -> dict[str, list]:
+    """None vs all four blocks frozen, mean over seeds, at each count of test-time steps."""
+    protocol = context.preset.base.inner_steps_test
+    steps = sorted({*STEP_SERIES, protocol})
+    series: dict[str, list] = {"steps": steps, "protocol": protocol}
+    for key in ("none", "1,2,3,4"):
+        series[key] = [context.accuracy("maml", context.seeds, freeze=FREEZE_BLOCKS[key],
+                                        inner_steps=n)["mean"] for n in steps]
+    return series
 
 
 def grade(results: dict, details: dict) -> list[Finding]:
@@ -68,7 +89,17 @@ def section(results: dict, details: dict) -> list[str]:
     return lines + markdown_table(
         ["frozen", "this run", f"paper ({mini})"],
         [[key, plus_minus(frozen.get(key), ci95.get(key)), paper_plus_minus(PAPER_TABLE1[key][mini])]
-         for key in FREEZE_KEYS])
+         for key in FREEZE_KEYS]) + _steps_section(results.get("freezing_steps"))
+
+
+def _steps_section(series: dict | None) -> list[str]:
+    if not series or not series.get("steps"):
+        return []
+    lines = ["", "Test-time steps (not graded; the verdict uses the protocol's "
+             f"{series.get('protocol')}): accuracy %, mean over seeds.", ""]
+    header = ["frozen", *(f"{n} steps" for n in series["steps"])]
+    rows = [[key, *(percent(v) for v in series.get(key, []))] for key in ("none", "1,2,3,4")]
+    return lines + markdown_table(header, rows)
 
 
 OUTPUT = Output(name="table1", order=10, stage="evaluate", needs=needs, compute=compute,

@@ -43,7 +43,7 @@ class RLConfig(ConfigMixin):
     dtype: str = "float32"           # float32 (as the reference) | float64
     save_every: int = 10             # rolling checkpoints/last.pt every this many iterations
     log_every: int = 1               # one metrics.jsonl line every this many iterations
-    eval_tasks: int = 40             # default number of fixed test tasks for `evaluate`
+    eval_tasks: int = 400            # fixed test tasks for `evaluate` (the reference: 10 x 40)
     max_seconds: float | None = None  # stop once the loop has run this long (wall clock)
     seed: int = 0                    # seeds policy init, tasks, action noise and resets
     threads: int = 1                 # torch intra-op threads (set explicitly)

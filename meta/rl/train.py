@@ -45,6 +45,8 @@ __all__ = ["train_rl", "evaluate_rl", "prepare_rl_evaluation", "run_rl_evaluatio
 
 log = logging.getLogger(__name__)
 _EVAL_SEED = 100_003          # offset of the fixed test tasks' generator (independent of cfg.seed)
+EVAL_BATCH = 40               # test tasks adapted and rolled out at once (the reference's batch)
+_CHUNK_STRIDE = 100_003       # evaluation batch i of seed s samples from (_EVAL_SEED + s) * this + i
 
 
 def _dtype(cfg: RLConfig) -> torch.dtype:
@@ -225,12 +227,31 @@ def adaptation_returns(cfg: RLConfig, env, policy: GaussianMLP, params: dict[str
     return episode_returns(pre).mean(1), episode_returns(post).mean(1), fast
 
 
+def _chunked_returns(cfg: RLConfig, env, policy: GaussianMLP, params: dict[str, torch.Tensor],
+                     tasks: torch.Tensor, *, episodes: int, seed: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`adaptation_returns` over batches of :data:`EVAL_BATCH` tasks (bounded memory).
+
+    Batch ``i`` samples its episodes from its own generator, seeded by ``(seed, i)``: the
+    first ``k * EVAL_BATCH`` tasks of a longer evaluation give the same returns as a shorter one.
+    """
+    pre, post = [], []
+    for i, chunk in enumerate(torch.split(tasks, EVAL_BATCH)):
+        generator = torch.Generator().manual_seed((_EVAL_SEED + seed) * _CHUNK_STRIDE + i)
+        chunk_pre, chunk_post, _ = adaptation_returns(cfg, env, policy, params, chunk,
+                                                      episodes=episodes, generator=generator)
+        pre.append(chunk_pre)
+        post.append(chunk_post)
+    return torch.cat(pre), torch.cat(post)
+
+
 def evaluate_rl(run_dir: str | os.PathLike, *, tasks: int | None = None, episodes: int | None = None,
                 checkpoint: str = "best", seed: int = 0) -> dict[str, Any]:
     """Average return before and after adaptation on fixed test tasks; writes ``eval*.json``.
 
     Tasks are drawn from a generator seeded by ``seed`` alone, so every run of an environment
-    is tested on the same tasks. Returns ``{"pre": {"mean", "ci95"}, "post": {...}, ...}``:
+    is tested on the same tasks, in batches of :data:`EVAL_BATCH`. Returns ``{"pre": {"mean",
+    "ci95"}, "post": {...}, "per_task": {"pre": [...], "post": [...]}, ...}``:
     the mean over tasks of each task's mean undiscounted episode return, 95% CI over tasks.
     """
     return run_rl_evaluation(prepare_rl_evaluation(run_dir, tasks=tasks, episodes=episodes,
@@ -270,12 +291,11 @@ def run_rl_evaluation(request: RLEvalRequest) -> dict[str, Any]:
     cfg, run = request.cfg, request.run
     env = make_env(cfg.env, dtype=_dtype(cfg), threads=cfg.threads)
     policy = build_policy(cfg, env)
-    generator = torch.Generator().manual_seed(_EVAL_SEED + request.seed)
-    goals = env.sample_tasks(request.tasks, generator)
+    goals = env.sample_tasks(request.tasks, torch.Generator().manual_seed(_EVAL_SEED + request.seed))
     t0 = time.perf_counter()
     with torch_threads(cfg.threads):
-        pre, post, _ = adaptation_returns(cfg, env, policy, request.state["params"], goals,
-                                          episodes=request.episodes, generator=generator)
+        pre, post = _chunked_returns(cfg, env, policy, request.state["params"], goals,
+                                     episodes=request.episodes, seed=request.seed)
     default = (request.checkpoint, request.seed, request.tasks, request.episodes) == (
         "best", 0, cfg.eval_tasks, cfg.fast_batch_size)
     path = run.eval_named([] if default else [request.checkpoint, f"s{request.seed}",
@@ -283,6 +303,7 @@ def run_rl_evaluation(request: RLEvalRequest) -> dict[str, Any]:
     result = {"algorithm": cfg.algorithm, "env": cfg.env, "checkpoint": request.checkpoint,
               "iteration": request.state["iteration"], "tasks": request.tasks,
               "episodes": request.episodes, "seed": request.seed, "pre": _mean_ci(pre),
-              "post": _mean_ci(post), "seconds": time.perf_counter() - t0, "file": path.name}
+              "post": _mean_ci(post), "per_task": {"pre": pre.tolist(), "post": post.tolist()},
+              "seconds": time.perf_counter() - t0, "file": path.name}
     run.write_eval(result, path)
     return result
