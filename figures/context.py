@@ -90,6 +90,19 @@ class Context:
         return self._shared[key]
 
     # ------------------------------------------------------------------ evaluation
+    def _cached(self, run: RunDir, options: dict[str, Any]) -> tuple[dict | None, dict[str, Any]]:
+        """The cached evaluation of ``run`` under ``options`` (None if missing), and the full
+        keyword arguments of ``meta.evaluate`` that make it."""
+        from meta.config import TrainConfig
+
+        config = TrainConfig.from_dict(run.read_config())
+        steps = options.get("inner_steps")
+        kwargs = {"tasks": self.preset.eval_tasks, "freeze": tuple(options.get("freeze", ())),
+                  "head": options.get("head", "maml"), "checkpoint": options.get("checkpoint"),
+                  "inner_steps": config.inner_steps_test if steps is None else int(steps)}
+        path = run.eval_file(config, split=config.test_split, seed=0, **kwargs)
+        return run.read_eval(path, checkpoint=kwargs["checkpoint"]), kwargs
+
     def evaluate(self, run: RunDir, *, freeze: tuple[int, ...] = (), head: str = "maml",
                  checkpoint: int | str | None = None,
                  inner_steps: int | None = None) -> dict[str, Any]:
@@ -97,18 +110,22 @@ class Context:
         same checkpoint is read back instead. ``inner_steps``: test-time steps (default the
         run's ``inner_steps_test``)."""
         import meta
-        from meta.config import TrainConfig
 
-        config = TrainConfig.from_dict(run.read_config())
-        steps = config.inner_steps_test if inner_steps is None else int(inner_steps)
-        path = run.eval_file(config, tasks=self.preset.eval_tasks, freeze=tuple(freeze), head=head,
-                             inner_steps=steps, checkpoint=checkpoint, split=config.test_split,
-                             seed=0)
-        cached = run.read_eval(path, checkpoint=checkpoint)
-        if cached is not None:
-            return cached
-        return meta.evaluate(run.path, tasks=self.preset.eval_tasks, freeze=tuple(freeze), head=head,
-                             checkpoint=checkpoint, inner_steps=steps)
+        cached, kwargs = self._cached(run, {"freeze": freeze, "head": head,
+                                            "checkpoint": checkpoint, "inner_steps": inner_steps})
+        return cached if cached is not None else meta.evaluate(run.path, **kwargs)
+
+    def prefetch(self, requests: Iterable[tuple[RunDir, dict[str, Any]]]) -> None:
+        """Run the evaluations of ``requests`` (``(run, options of evaluate)``) that are not
+        cached, ``preset.workers`` processes at a time; later :meth:`evaluate` calls read them."""
+        from figures.training import evaluate_job, run_jobs
+
+        jobs: dict[tuple, tuple[str, dict[str, Any]]] = {}
+        for run, options in requests:
+            cached, kwargs = self._cached(run, options)
+            if cached is None:                              # one job per distinct evaluation
+                jobs[(str(run.path), *sorted(kwargs.items()))] = (str(run.path), kwargs)
+        run_jobs(evaluate_job, list(jobs.values()), workers=self.preset.workers)
 
     def accuracy(self, algorithm: str, seeds: Iterable[int], **options) -> dict[str, Any]:
         """:func:`accuracy_summary` of ``algorithm`` over ``seeds`` (options as :meth:`evaluate`)."""

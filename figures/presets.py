@@ -79,6 +79,8 @@ def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int]
     ``"omniglot-20w1s"`` on the real Omniglot) keeps its protocol at the quick budget (1500
     iterations, 100 test tasks). ``workers`` is one single-threaded training process per core.
     """
+    if data_root is not None:                  # absolute: runs are found again from any folder
+        data_root = str(Path(data_root).expanduser().resolve())
     if setting is not None and name == "tiny":
         raise ValueError(f"setting: expected only with the quick or paper preset, "
                          f"got {setting!r} with {name!r}")
@@ -120,8 +122,10 @@ def head_runs(preset: PipelinePreset) -> list[tuple[str, int]]:
 
 
 def run_config(preset: PipelinePreset, name: str, seed: int, runs_dir: Path):
-    """The TrainConfig of the pipeline's run ``name`` (an algorithm, or ``"<regime>-head"``)."""
+    """The TrainConfig of the pipeline's run ``name`` (an algorithm, or ``"<regime>-head"``,
+    whose ``body_from`` is the regime's run as an absolute path)."""
     if name.endswith("-head"):
-        body = Path(runs_dir) / run_name(name[: -len("-head")], seed)
+        # absolute, so the same runs are found again from any working directory
+        body = Path(runs_dir).resolve() / run_name(name[: -len("-head")], seed)
         return preset.base.replace(algorithm="random", seed=seed, body_from=str(body))
     return preset.base.replace(algorithm=name, seed=seed)

@@ -15,7 +15,7 @@ from figures.constants import RunKey
 from figures.presets import PipelinePreset, run_config, run_name
 from meta.run import RunDir
 
-__all__ = ["run_is_finished", "train_runs", "run_jobs"]
+__all__ = ["run_is_finished", "train_runs", "run_jobs", "evaluate_job"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,13 @@ def _train_one(cfg_dict: dict, run_dir: str, progress: bool = False) -> str:
     from meta.config import TrainConfig
 
     return str(meta.train(TrainConfig.from_dict(cfg_dict), run_dir, progress=progress))
+
+
+def evaluate_job(run_path: str, kwargs: dict[str, Any]) -> None:
+    """``meta.evaluate(run_path, **kwargs)``, writing its ``eval*.json`` (a picklable job)."""
+    import meta
+
+    meta.evaluate(run_path, **kwargs)
 
 
 def run_jobs(function: Callable[..., Any], jobs: list[tuple], *, workers: int,

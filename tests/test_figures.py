@@ -415,8 +415,25 @@ def test_only_trains_what_the_outputs_need():
                                          ("multitask-head", 0)])
     # Table 7's heads are trained with MAML on the regime's frozen body, after the regime
     cfg = run_config(preset, "multitask-head", 0, Path("runs"))
-    assert cfg.algorithm == "random" and cfg.body_from == str(Path("runs") / "multitask-s0")
+    assert cfg.algorithm == "random" and cfg.body_from == str(Path("runs").resolve() / "multitask-s0")
     assert everything.index(("multitask-head", 0)) > everything.index(("multitask", 0))
+
+
+def test_runs_are_found_again_from_another_folder(tmp_path, monkeypatch):
+    # trained under a relative --out, then asked for under the absolute path: nothing retrains
+    from figures.training import train_runs
+
+    preset = make_preset("tiny")
+    needed = [("multitask", 0), ("multitask-head", 0)]
+    monkeypatch.chdir(tmp_path)
+    first = train_runs(preset, Path("out/runs"), needed, quiet=True)
+    stamps = {key: (run.path / "checkpoints" / "last.pt").stat().st_mtime_ns
+              for key, run in first.items()}
+    monkeypatch.chdir(tmp_path / "out")
+    again = train_runs(preset, tmp_path / "out" / "runs", needed, quiet=True)
+    for key, run in again.items():
+        assert run.is_finished(run_config(preset, key[0], key[1], tmp_path / "out" / "runs"))
+        assert (run.path / "checkpoints" / "last.pt").stat().st_mtime_ns == stamps[key]
 
 
 def test_cli_rejects_bad_only(tmp_path, capsys):

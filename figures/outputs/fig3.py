@@ -54,6 +54,8 @@ def needs(preset: PipelinePreset) -> list[RunKey]:
 def _series(context: Context) -> CheckpointSeries:
     run = context.run("maml")
     steps = list(context.preset.base.checkpoints)
+    context.prefetch([(run, {"freeze": FREEZE_BLOCKS[key], "checkpoint": step})
+                      for step in steps for key in SERIES_FREEZE_KEYS])
     analyses = [context.pre_post(run, checkpoint=step) for step in steps]
     pre_post = {measure: {layer: [a.similarity[measure][layer] for a in analyses] for layer in LAYERS}
                 for measure in MEASURES}

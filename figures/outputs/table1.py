@@ -49,6 +49,11 @@ def needs(preset: PipelinePreset) -> list[RunKey]:
 
 def compute(context: Context) -> FreezingResult:
     """MAML evaluated with each setting of frozen blocks, mean over seeds."""
+    context.prefetch(
+        [(context.run("maml", seed), {"freeze": blocks}) for seed in context.seeds
+         for blocks in FREEZE_BLOCKS.values()]
+        + [(context.run("maml", seed), {"freeze": FREEZE_BLOCKS[key], "inner_steps": n})
+           for seed in context.seeds for key in ("none", "1,2,3,4") for n in _steps(context)])
     summaries = {key: context.accuracy("maml", context.seeds, freeze=blocks)
                  for key, blocks in FREEZE_BLOCKS.items()}
     return FreezingResult({key: value["mean"] for key, value in summaries.items()},
@@ -56,11 +61,14 @@ def compute(context: Context) -> FreezingResult:
                           _by_steps(context))
 
 
+def _steps(context: Context) -> list[int]:
+    return sorted({*STEP_SERIES, context.preset.base.inner_steps_test})
+
+
 def _by_steps(context: Context) -> dict[str, list]:
     """None vs all four blocks frozen, mean over seeds, at each count of test-time steps."""
-    protocol = context.preset.base.inner_steps_test
-    steps = sorted({*STEP_SERIES, protocol})
-    series: dict[str, list] = {"steps": steps, "protocol": protocol}
+    steps = _steps(context)
+    series: dict[str, list] = {"steps": steps, "protocol": context.preset.base.inner_steps_test}
     for key in ("none", "1,2,3,4"):
         series[key] = [context.accuracy("maml", context.seeds, freeze=FREEZE_BLOCKS[key],
                                         inner_steps=n)["mean"] for n in steps]

@@ -51,6 +51,8 @@ def needs(preset: PipelinePreset) -> list[RunKey]:
 def compute(context: Context) -> AccuracyResult:
     """MAML and ANIL over every seed, first-order MAML on the first seed, NIL on ANIL's runs."""
     seeds = context.seeds
+    context.prefetch([(context.run(key[0], key[1]), {}) for key in needs(context.preset)]
+                     + [(context.run("anil", seed), {"head": "nil"}) for seed in seeds])
     accuracy = {algorithm: context.accuracy(algorithm, seeds if algorithm != "fomaml" else seeds[:1])
                 for algorithm in ("maml", "anil", "fomaml")}
     accuracy["nil"] = context.accuracy("anil", seeds, head="nil")

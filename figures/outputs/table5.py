@@ -50,6 +50,13 @@ def needs(preset: PipelinePreset) -> list[RunKey]:
 def compute(context: Context) -> RegimeAccuracy:
     """NIL-head accuracy of every regime; MAML-head accuracy of a head meta-learned on each
     regime's frozen body (the ``random`` regime is such a run itself)."""
+    regimes = context.preset.regimes
+    context.prefetch(
+        [(context.run(algorithm, seed), {"head": "nil"}) for algorithm in ("maml", "anil")
+         for seed in context.seeds]
+        + [(context.run(regime), {"head": "nil"}) for regime in regimes]
+        + [(context.run(regime if regime == "random" else f"{regime}-head"), {})
+           for regime in regimes if regime != "nil"])
     nil_head = {algorithm: context.accuracy(algorithm, context.seeds, head="nil")["mean"]
                 for algorithm in ("maml", "anil")}
     nil_head.update({regime: context.evaluate(context.run(regime), head="nil")["accuracy"]["mean"]
