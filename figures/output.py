@@ -52,6 +52,9 @@ class Output:
         None for work too small to time
     needs : ``preset -> [(algorithm, seed), ...]``, the runs it reads
     check : ``preset -> None``, raises ``ValueError`` before any training when it cannot run
+    train : ``(preset, runs_dir) -> [(function, args), ...]``, training it needs beside the runs
+        of ``needs`` (e.g. RL policies) and not yet done; each job is picklable and runs in the
+        train stage's worker pool, before the classification runs
     compute : ``context -> result`` (an :class:`OutputResult`, or None when there is nothing to
         measure, e.g. a cross-seed comparison with a single seed)
     grade : ``(results, details) -> [Finding, ...]``, its findings, from saved numbers alone
@@ -66,6 +69,7 @@ class Output:
     stage: str | None = "analyse"
     needs: Callable[[PipelinePreset], list[RunKey]] = _no_runs
     check: Callable[[PipelinePreset], None] | None = None
+    train: Callable[[PipelinePreset, Path], list[tuple[Callable, tuple]]] | None = None
     compute: Callable[[Context], OutputResult | None] | None = None
     grade: Callable[[dict, dict], list[Finding]] | None = None
     section: Callable[[dict, dict], list[str]] | None = None

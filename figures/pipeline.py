@@ -25,8 +25,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from figures import report
 from figures.context import Context
@@ -45,6 +46,7 @@ __all__ = [
     "parse_only",
     "needed_runs",
     "check_outputs",
+    "extra_training",
     "run_pipeline",
     "draw_figures",
     "run_is_finished",
@@ -97,6 +99,17 @@ def needed_runs(preset: PipelinePreset, outputs: Iterable[str]) -> list[RunKey]:
         if output.name in names:
             needed.extend(key for key in output.needs(preset) if key not in needed)
     return needed
+
+
+def extra_training(preset: PipelinePreset, runs_dir: Path,
+                   names: Iterable[str]) -> list[tuple[Callable, tuple]]:
+    """The selected outputs' ``train`` jobs (e.g. RL policies), each once."""
+    jobs: dict[Any, tuple[Callable, tuple]] = {}
+    for train in dict.fromkeys(output.train for output in _selected(names)
+                               if output.train is not None):
+        for function, args in train(preset, runs_dir):
+            jobs.setdefault((function, *args[1:]), (function, args))
+    return list(jobs.values())
 
 
 def check_outputs(preset: PipelinePreset, names: Iterable[str]) -> None:
@@ -183,7 +196,7 @@ def _run(preset: PipelinePreset, out: Path, names: tuple[str, ...], runs_dir, qu
     stage_seconds = dict.fromkeys(("train", *STAGES), 0.0)
     start = time.perf_counter()
     run_dirs = train_runs(preset, runs, needed_runs(preset, names), quiet=quiet,
-                          workers=preset.workers)
+                          workers=preset.workers, extra=extra_training(preset, runs, names))
     stage_seconds["train"] = time.perf_counter() - start
 
     context = Context(preset, runs, run_dirs, frozenset(names))

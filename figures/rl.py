@@ -14,7 +14,7 @@ from pathlib import Path
 from figures.training import run_jobs
 from meta.run import RunDir
 
-__all__ = ["RL_SETTINGS", "check_rl", "run_rl", "rl_run_name"]
+__all__ = ["RL_SETTINGS", "check_rl", "run_rl", "rl_run_name", "rl_training"]
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,29 @@ def _train_one(cfg_dict: dict, run_dir: str) -> str:
     return str(train_rl(RLConfig.from_dict(cfg_dict), run_dir, progress=False))
 
 
-def _train_all(jobs: list, workers: int) -> None:
-    todo = [(cfg.to_dict(), str(run_dir)) for cfg, run_dir in jobs
+def _runs(preset: str, runs_dir: Path) -> dict[tuple, tuple]:
+    """``{(env, algorithm, seed): (RLConfig, run_dir)}`` of the preset's RL runs."""
+    from meta.rl.config import get_rl_preset
+
+    envs, seeds = RL_SETTINGS[preset]
+    return {(env, algorithm, seed): (get_rl_preset(env).replace(algorithm=algorithm, seed=seed),
+                                     Path(runs_dir) / rl_run_name(env, algorithm, seed))
+            for env in envs for algorithm in ALGORITHMS for seed in seeds}
+
+
+def _pending(jobs: list) -> list[tuple[dict, str]]:
+    return [(cfg.to_dict(), str(run_dir)) for cfg, run_dir in jobs
             if not RunDir(run_dir).is_finished(cfg)]
-    run_jobs(_train_one, todo, workers=workers)
+
+
+def _train_all(jobs: list, workers: int) -> None:
+    run_jobs(_train_one, _pending(jobs), workers=workers)
+
+
+def rl_training(preset, runs_dir: Path) -> list[tuple]:
+    """The unfinished RL runs of ``preset`` (a :class:`~figures.presets.PipelinePreset`) as
+    ``(function, args)`` jobs, for the pipeline's train stage (``Output.train``)."""
+    return [(_train_one, args) for args in _pending(list(_runs(preset.name, runs_dir).values()))]
 
 
 def _summary(values: list[float]) -> dict:
@@ -75,13 +94,10 @@ def run_rl(preset: str, runs_dir: Path, *, workers: int = 1) -> tuple[dict, dict
         after adaptation, and weight change).
     """
     from meta.rl.analysis import analyse_run
-    from meta.rl.config import get_rl_preset
     from meta.rl.train import evaluate_rl
 
     envs, seeds = RL_SETTINGS[preset]
-    runs = {(env, algorithm, seed): (get_rl_preset(env).replace(algorithm=algorithm, seed=seed),
-                                     Path(runs_dir) / rl_run_name(env, algorithm, seed))
-            for env in envs for algorithm in ALGORITHMS for seed in seeds}
+    runs = _runs(preset, runs_dir)
     _train_all(list(runs.values()), workers)
     results, details = {}, {}
     for env in envs:

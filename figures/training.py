@@ -64,22 +64,28 @@ def run_jobs(function: Callable[..., Any], jobs: list[tuple], *, workers: int,
 
 
 def train_runs(preset: PipelinePreset, runs_dir: Path, needed: list[RunKey], *, quiet: bool,
-               workers: int = 1) -> dict[RunKey, RunDir]:
+               workers: int = 1, extra: list[tuple[Callable, tuple]] = ()) -> dict[RunKey, RunDir]:
     """Train every run in ``needed`` that is not finished, ``workers`` processes at a time;
     return ``{(algorithm, seed): RunDir}`` of every needed run.
 
-    Each run is seeded and single-threaded (``cfg.threads``), so its result does not depend on
-    how many run beside it. Head runs read their regime's final body: they train after the rest.
+    ``extra``: other ``(function, args)`` training jobs (``Output.train``, e.g. RL policies);
+    they share the first phase's pool and are submitted first. Each run is seeded and
+    single-threaded (``cfg.threads``), so its result does not depend on how many run beside it.
+    Head runs read their regime's final body: they train after the rest.
     """
     first = [key for key in needed if not key[0].endswith("-head")]
-    run_dirs = _train_phase(preset, runs_dir, first, quiet=quiet, workers=workers)
+    run_dirs = _train_phase(preset, runs_dir, first, quiet=quiet, workers=workers, extra=extra)
     run_dirs.update(_train_phase(preset, runs_dir, [key for key in needed if key not in first],
                                  quiet=quiet, workers=workers))
     return run_dirs
 
 
+def _call(function: Callable, args: tuple) -> Any:
+    return function(*args)
+
+
 def _train_phase(preset: PipelinePreset, runs_dir: Path, needed: list[RunKey], *, quiet: bool,
-                 workers: int) -> dict[RunKey, RunDir]:
+                 workers: int, extra: list[tuple[Callable, tuple]] = ()) -> dict[RunKey, RunDir]:
     run_dirs, todo = {}, []
     for algorithm, seed in needed:
         cfg = run_config(preset, algorithm, seed, runs_dir)
@@ -89,16 +95,16 @@ def _train_phase(preset: PipelinePreset, runs_dir: Path, needed: list[RunKey], *
             log.info("reusing finished run %s", run.path)
         else:
             todo.append((cfg, run))
-    if not todo:
+    if not todo and not extra:
         return run_dirs
-    bar = tqdm(total=len(todo), desc="train runs", disable=quiet, leave=False)
-    progress = not quiet and (workers <= 1 or len(todo) == 1)    # one bar per run, in this process
+    bar = tqdm(total=len(todo) + len(extra), desc="train runs", disable=quiet, leave=False)
+    progress = not quiet and (workers <= 1 or len(todo) + len(extra) == 1)  # a bar per run here
 
     def done(job: tuple) -> None:
-        log.info("trained %s", job[1])
+        log.info("trained %s", job[1][1])
         bar.update()
 
-    run_jobs(_train_one, [(cfg.to_dict(), str(run.path), progress) for cfg, run in todo],
-             workers=workers, done=done)
+    jobs = list(extra) + [(_train_one, (cfg.to_dict(), str(run.path), progress)) for cfg, run in todo]
+    run_jobs(_call, jobs, workers=workers, done=done)
     bar.close()
     return run_dirs

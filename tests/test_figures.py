@@ -436,6 +436,21 @@ def test_runs_are_found_again_from_another_folder(tmp_path, monkeypatch):
         assert (run.path / "checkpoints" / "last.pt").stat().st_mtime_ns == stamps[key]
 
 
+def test_rl_policies_train_in_the_train_stage_pool(tmp_path):
+    from figures.pipeline import extra_training
+    from figures.training import train_runs
+
+    preset = make_preset("tiny")
+    assert extra_training(preset, tmp_path, ["table1", "fig2"]) == []
+    jobs = extra_training(preset, tmp_path, ["table2rl", "fig2rl"])   # the same runs, once each
+    assert sorted(Path(args[1]).name for _, args in jobs) == ["rl-nav2d-tiny-anil-s0",
+                                                               "rl-nav2d-tiny-maml-s0"]
+    train_runs(preset, tmp_path, [], quiet=True, workers=2, extra=jobs)
+    for _, args in jobs:
+        assert (Path(args[1]) / "checkpoints" / "best.pt").is_file()
+    assert extra_training(preset, tmp_path, ["table2rl"]) == []       # finished: nothing left
+
+
 def test_cli_rejects_bad_only(tmp_path, capsys):
     from figures.__main__ import main
 

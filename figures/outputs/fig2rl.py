@@ -7,7 +7,7 @@ from pathlib import Path
 from figures._plot import ALG_COLORS, new_figure, save
 from figures.constants import MEASURES
 from figures.output import Output
-from figures.outputs.table2rl import check, rl_result
+from figures.outputs.table2rl import check, rl_result, rl_training
 
 __all__ = ["OUTPUT"]
 
@@ -35,4 +35,5 @@ def draw(results: dict, details: dict, out_dir: str | os.PathLike) -> list[Path]
     return [save(fig, out_dir, "fig2_rl_pre_post")]
 
 
-OUTPUT = Output(name="fig2rl", order=75, stage="rl", check=check, compute=rl_result, draw=draw)
+OUTPUT = Output(name="fig2rl", order=75, stage="rl", check=check, train=rl_training,
+                compute=rl_result, draw=draw)

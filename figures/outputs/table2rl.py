@@ -44,6 +44,13 @@ def check(preset: PipelinePreset) -> None:
     check_rl(preset.name)
 
 
+def rl_training(preset: PipelinePreset, runs_dir) -> list[tuple]:
+    """The unfinished MAML-RL / ANIL-RL runs, trained in the train stage's worker pool."""
+    from figures.rl import rl_training as jobs
+
+    return jobs(preset, runs_dir)
+
+
 def rl_result(context: Context) -> RLResult:
     """Train the missing RL runs, evaluate and analyse them (once per pipeline call)."""
     from figures.rl import run_rl
@@ -103,5 +110,5 @@ def section(results: dict, details: dict) -> list[str]:
     return lines
 
 
-OUTPUT = Output(name="table2rl", order=70, stage="rl", check=check, compute=rl_result,
-                grade=grade, section=section, section_order=40)
+OUTPUT = Output(name="table2rl", order=70, stage="rl", check=check, train=rl_training,
+                compute=rl_result, grade=grade, section=section, section_order=40)
