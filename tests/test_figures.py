@@ -128,7 +128,7 @@ def test_report_tables_hold_both_paper_and_our_numbers():
     row = _row(text, "1,2,3,4")
     assert "78.0 ± 1.0" in row and "46.3 ± 0.4" in row
     # Table 1's test-step series: a second table, its columns the step counts
-    assert "| frozen | 1 steps | 10 steps | 40 steps |" in text
+    assert "| frozen | 1 step | 10 steps | 40 steps |" in text
     steps_rows = [line for line in text.splitlines() if line.startswith("| 1,2,3,4 |")]
     assert len(steps_rows) == 2 and steps_rows[1] == "| 1,2,3,4 | 45.0 | 78.0 | 77.0 |"
     assert "the verdict uses the protocol's 10" in text

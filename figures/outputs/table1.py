@@ -105,7 +105,7 @@ def _steps_section(series: dict | None) -> list[str]:
         return []
     lines = ["", "Test-time steps (not graded; the verdict uses the protocol's "
              f"{series.get('protocol')}): accuracy %, mean over seeds.", ""]
-    header = ["frozen", *(f"{n} steps" for n in series["steps"])]
+    header = ["frozen", *(f"{n} step{'' if n == 1 else 's'}" for n in series["steps"])]
     rows = [[key, *(percent(v) for v in series.get(key, []))] for key in ("none", "1,2,3,4")]
     return lines + markdown_table(header, rows)
 
