@@ -10,8 +10,8 @@ from types import MappingProxyType
 from meta.analysis import MEASURES
 from meta.models import BODY_NAMES, LAYER_NAMES
 
-__all__ = ["RunKey", "LAYERS", "CONV_LAYERS", "MEASURES", "FREEZE_BLOCKS", "FREEZE_KEYS", "REGIMES",
-           "REGIME_ORDER"]
+__all__ = ["RunKey", "LAYERS", "CONV_LAYERS", "MEASURES", "FREEZE_BLOCKS", "FREEZE_KEYS",
+           "SERIES_FREEZE_KEYS", "REGIMES", "REGIME_ORDER"]
 
 #: ``(algorithm or "<regime>-head", seed)``: one training run of the pipeline
 RunKey = tuple[str, int]
@@ -23,6 +23,8 @@ CONV_LAYERS: tuple[str, ...] = tuple(BODY_NAMES)
 FREEZE_BLOCKS = MappingProxyType({
     "none": (), "1": (1,), "1,2": (1, 2), "1,2,3": (1, 2, 3), "1,2,3,4": (1, 2, 3, 4)})
 FREEZE_KEYS: tuple[str, ...] = tuple(FREEZE_BLOCKS)
+#: the two settings the series (over checkpoints, over test-time steps) follow
+SERIES_FREEZE_KEYS: tuple[str, ...] = ("none", "1,2,3,4")
 #: the training regimes of Sec. 5.2 a preset trains by default
 REGIMES: tuple[str, ...] = ("multiclass", "multitask", "random", "nil")
 #: the regimes Table 8 ranks by similarity to MAML, in the paper's expected order

@@ -13,6 +13,7 @@ import torch
 
 from figures.constants import CONV_LAYERS, RunKey
 from figures.presets import PipelinePreset
+from figures.training import evaluate_job, run_jobs
 from meta.run import RunDir
 
 __all__ = ["Context", "LoadedRun", "accuracy_summary", "mean_over"]
@@ -118,8 +119,6 @@ class Context:
     def prefetch(self, requests: Iterable[tuple[RunDir, dict[str, Any]]]) -> None:
         """Run the evaluations of ``requests`` (``(run, options of evaluate)``) that are not
         cached, ``preset.workers`` processes at a time; later :meth:`evaluate` calls read them."""
-        from figures.training import evaluate_job, run_jobs
-
         jobs: dict[tuple, tuple[str, dict[str, Any]]] = {}
         for run, options in requests:
             cached, kwargs = self._cached(run, options)

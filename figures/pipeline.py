@@ -27,7 +27,6 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from figures import report
 from figures.context import Context
@@ -103,13 +102,10 @@ def needed_runs(preset: PipelinePreset, outputs: Iterable[str]) -> list[RunKey]:
 
 def extra_training(preset: PipelinePreset, runs_dir: Path,
                    names: Iterable[str]) -> list[tuple[Callable, tuple]]:
-    """The selected outputs' ``train`` jobs (e.g. RL policies), each once."""
-    jobs: dict[Any, tuple[Callable, tuple]] = {}
-    for train in dict.fromkeys(output.train for output in _selected(names)
-                               if output.train is not None):
-        for function, args in train(preset, runs_dir):
-            jobs.setdefault((function, *args[1:]), (function, args))
-    return list(jobs.values())
+    """The selected outputs' ``train`` jobs (e.g. RL policies); outputs that share runs share
+    their ``train`` function, which is called once."""
+    trains = dict.fromkeys(output.train for output in _selected(names) if output.train is not None)
+    return [job for train in trains for job in train(preset, runs_dir)]
 
 
 def check_outputs(preset: PipelinePreset, names: Iterable[str]) -> None:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from figures._plot import LAYER_COLORS, new_figure, save
-from figures.constants import CONV_LAYERS, FREEZE_BLOCKS, FREEZE_KEYS, LAYERS, MEASURES
+from figures.constants import (CONV_LAYERS, FREEZE_BLOCKS, FREEZE_KEYS, LAYERS, MEASURES,
+                               SERIES_FREEZE_KEYS)
 from figures.context import Context
 from figures.grading import NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, TOL_ACC_POINTS, Finding, fixed
 from figures.output import Output, RunKey
@@ -18,7 +19,6 @@ __all__ = ["OUTPUT", "PAPER_FIG3", "CheckpointSeries", "checkpoint_series"]
 PAPER_FIG3 = {"iterations": (10000, 20000, 30000), "none": (61.3, 63.0, 63.1),
               "1,2,3,4": (59.7, 61.3, 61.0)}
 #: the frozen settings evaluated on every checkpoint
-SERIES_FREEZE_KEYS = ("none", "1,2,3,4")
 
 _FREEZE_STYLE = {"none": "-", "1": "--", "1,2": "-.", "1,2,3": ":", "1,2,3,4": "-"}
 _FREEZE_COLOR = {"none": "#1f77b4", "1": "#17becf", "1,2": "#2ca02c", "1,2,3": "#ff7f0e",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from figures.constants import FREEZE_BLOCKS, FREEZE_KEYS
+from figures.constants import FREEZE_BLOCKS, FREEZE_KEYS, SERIES_FREEZE_KEYS
 from figures.context import Context
 from figures.grading import (NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, TOL_ACC_POINTS, Finding,
                              markdown_table, paper_column, paper_plus_minus, percent, plus_minus)
@@ -48,31 +48,25 @@ def needs(preset: PipelinePreset) -> list[RunKey]:
 
 
 def compute(context: Context) -> FreezingResult:
-    """MAML evaluated with each setting of frozen blocks, mean over seeds."""
-    context.prefetch(
-        [(context.run("maml", seed), {"freeze": blocks}) for seed in context.seeds
-         for blocks in FREEZE_BLOCKS.values()]
-        + [(context.run("maml", seed), {"freeze": FREEZE_BLOCKS[key], "inner_steps": n})
-           for seed in context.seeds for key in ("none", "1,2,3,4") for n in _steps(context)])
+    """MAML evaluated with each setting of frozen blocks, mean over seeds, and the step series."""
+    steps = _steps(context)
+    settings = ([{"freeze": blocks} for blocks in FREEZE_BLOCKS.values()]
+                + [{"freeze": FREEZE_BLOCKS[key], "inner_steps": n}
+                   for key in SERIES_FREEZE_KEYS for n in steps])
+    context.prefetch([(context.run("maml", seed), options) for seed in context.seeds
+                      for options in settings])
     summaries = {key: context.accuracy("maml", context.seeds, freeze=blocks)
                  for key, blocks in FREEZE_BLOCKS.items()}
+    series: dict[str, list] = {"steps": steps, "protocol": context.preset.base.inner_steps_test}
+    for key in SERIES_FREEZE_KEYS:
+        series[key] = [context.accuracy("maml", context.seeds, freeze=FREEZE_BLOCKS[key],
+                                        inner_steps=n)["mean"] for n in steps]
     return FreezingResult({key: value["mean"] for key, value in summaries.items()},
-                          {key: value["ci95"] for key, value in summaries.items()},
-                          _by_steps(context))
+                          {key: value["ci95"] for key, value in summaries.items()}, series)
 
 
 def _steps(context: Context) -> list[int]:
     return sorted({*STEP_SERIES, context.preset.base.inner_steps_test})
-
-
-def _by_steps(context: Context) -> dict[str, list]:
-    """None vs all four blocks frozen, mean over seeds, at each count of test-time steps."""
-    steps = _steps(context)
-    series: dict[str, list] = {"steps": steps, "protocol": context.preset.base.inner_steps_test}
-    for key in ("none", "1,2,3,4"):
-        series[key] = [context.accuracy("maml", context.seeds, freeze=FREEZE_BLOCKS[key],
-                                        inner_steps=n)["mean"] for n in steps]
-    return series
 
 
 def grade(results: dict, details: dict) -> list[Finding]:
@@ -106,7 +100,7 @@ def _steps_section(series: dict | None) -> list[str]:
     lines = ["", "Test-time steps (not graded; the verdict uses the protocol's "
              f"{series.get('protocol')}): accuracy %, mean over seeds.", ""]
     header = ["frozen", *(f"{n} step{'' if n == 1 else 's'}" for n in series["steps"])]
-    rows = [[key, *(percent(v) for v in series.get(key, []))] for key in ("none", "1,2,3,4")]
+    rows = [[key, *(percent(v) for v in series.get(key, []))] for key in SERIES_FREEZE_KEYS]
     return lines + markdown_table(header, rows)
 
 
