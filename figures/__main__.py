@@ -35,12 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
                              "glyphs-quick (default), omniglot-5w1s-quick, omniglot-20w1s (real data "
                              "at the quick budget)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="outer steps of every run (default: the preset's; 1500 quick, 30000 "
+                             "paper); checkpoints and validation keep their fractions of the run")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a field of every run's TrainConfig, e.g. --set "
+                             "head_init=glorot (repeatable; not algorithm, seed, body_from, "
+                             "data_root or iterations)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     return parser
 
 
 def _main(argv: Sequence[str] | None) -> int:
     from figures.pipeline import check_outputs, make_preset, parse_only, run_pipeline
+    from meta._cli_common import parse_fields
     from meta.data.episodes import check_data_root
 
     args = build_parser().parse_args(argv)
@@ -49,7 +57,8 @@ def _main(argv: Sequence[str] | None) -> int:
     with user_input("seeds"):
         seeds = None if args.seeds is None else [int(x) for x in args.seeds.split(",") if x.strip()]
     with user_input():
-        preset = make_preset(args.preset, data_root=args.data_root, seeds=seeds, setting=args.setting)
+        preset = make_preset(args.preset, data_root=args.data_root, seeds=seeds, setting=args.setting,
+                             iterations=args.iterations, overrides=parse_fields(args.overrides))
         only = parse_only(args.only)
         check_outputs(preset, only)
         check_data_root(preset.base.dataset, preset.base.data_root)

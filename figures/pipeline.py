@@ -161,8 +161,9 @@ def _header(preset: PipelinePreset) -> dict:
     base = preset.base
     return dict(preset=preset.name, dataset=base.dataset, ways=base.ways, shots=base.shots,
                 seeds=list(preset.seeds), iterations=base.iterations, inner_steps=base.inner_steps,
-                inner_steps_test=base.inner_steps_test, eval_tasks=preset.eval_tasks,
-                analysis_tasks=preset.analysis_tasks)
+                inner_steps_test=base.inner_steps_test, inner_lr=base.inner_lr,
+                meta_batch_size=base.meta_batch_size, head_init=base.head_init,
+                eval_tasks=preset.eval_tasks, analysis_tasks=preset.analysis_tasks)
 
 
 def _compute(outputs: list[Output], context: Context, results: dict, details: dict,

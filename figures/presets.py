@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from figures.constants import REGIMES
 
-__all__ = ["PipelinePreset", "PRESETS", "make_preset", "run_name", "run_config", "head_runs"]
+__all__ = ["PipelinePreset", "PRESETS", "PER_RUN_FIELDS", "make_preset", "scale_iterations",
+           "run_name", "run_config", "head_runs"]
 
 PRESETS = ("tiny", "quick", "paper")
+# TrainConfig fields the pipeline chooses for each run, or through its own options.
+PER_RUN_FIELDS = ("algorithm", "seed", "body_from", "data_root", "iterations")
 
 
 @dataclass(frozen=True)
@@ -70,14 +73,20 @@ def _paper_preset(setting: str | None, data_root: str | None) -> PipelinePreset:
 
 
 def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int] | None = None,
-                setting: str | None = None) -> PipelinePreset:
+                setting: str | None = None, iterations: int | None = None,
+                overrides: Mapping[str, Any] | None = None) -> PipelinePreset:
     """The pipeline preset ``"tiny"``, ``"quick"`` or ``"paper"``.
 
     ``setting``: a preset of :data:`meta.config.PRESETS` whose protocol the runs follow. Paper:
     default ``"omniglot-20w1s"``, its full budget; MiniImageNet settings need ``data_root``.
     Quick: default ``"glyphs-quick"``; any other setting (e.g. ``"omniglot-5w1s-quick"`` or
     ``"omniglot-20w1s"`` on the real Omniglot) keeps its protocol at the quick budget (1500
-    iterations, 100 test tasks). ``workers`` is one single-threaded training process per core.
+    iterations, 100 test tasks). ``iterations``: train every run this many outer steps instead
+    (e.g. fewer iterations of the paper preset); checkpoints, validation, logging and saving
+    keep their places as fractions of the run (:func:`scale_iterations`). ``overrides``: other
+    fields of the runs' common TrainConfig (e.g. ``{"head_init": "glorot"}``); the fields the
+    pipeline sets per run (:data:`PER_RUN_FIELDS`) are refused. ``workers`` is one
+    single-threaded training process per core.
     """
     if data_root is not None:                  # absolute: runs are found again from any folder
         data_root = str(Path(data_root).expanduser().resolve())
@@ -94,6 +103,15 @@ def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int]
         raise ValueError(f"preset: expected 'tiny', 'quick' or 'paper', got {name!r}")
     if data_root is not None and name != "paper":
         preset = dataclasses.replace(preset, base=preset.base.replace(data_root=str(data_root)))
+    if iterations is not None:
+        preset = dataclasses.replace(preset, base=scale_iterations(preset.base, iterations))
+    if overrides:
+        refused = sorted(set(overrides) & set(PER_RUN_FIELDS))
+        if refused:
+            raise ValueError(f"overrides: expected fields other than {list(PER_RUN_FIELDS)} (the "
+                             f"pipeline sets those; use --iterations/--seeds/--data-root), "
+                             f"got {refused}")
+        preset = dataclasses.replace(preset, base=preset.base.replace(**overrides))
     preset = dataclasses.replace(
         preset, workers=max(1, (os.cpu_count() or 1) // max(1, preset.base.threads)))
     if seeds is not None:
@@ -102,6 +120,31 @@ def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int]
             raise ValueError("seeds: expected at least one seed, got none")
         preset = dataclasses.replace(preset, seeds=seeds)
     return preset
+
+
+def scale_iterations(base: Any, iterations: int) -> Any:
+    """``base`` (a TrainConfig) shortened or lengthened to ``iterations`` outer steps.
+
+    Checkpoints, ``save_every``, ``val_every`` and ``log_every`` keep their fraction of the run
+    (the paper's 10k / 20k / 30k of 30000 become 200 / 400 / 600 of 600), at least 1 each;
+    ``max_seconds`` is dropped so that every run reaches its last checkpoint.
+
+    >>> from meta.config import get_preset
+    >>> cfg = scale_iterations(get_preset("omniglot-20w1s"), 600)
+    >>> cfg.iterations, cfg.checkpoints, cfg.val_every
+    (600, (200, 400, 600), 20)
+    """
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations: expected a positive int, got {iterations!r}")
+    ratio = iterations / base.iterations
+
+    def scaled(value: int) -> int:
+        return min(iterations, max(1, round(value * ratio)))
+
+    return base.replace(iterations=iterations, max_seconds=None,
+                        checkpoints=tuple(sorted({scaled(c) for c in base.checkpoints})),
+                        save_every=scaled(base.save_every), val_every=scaled(base.val_every),
+                        log_every=scaled(base.log_every))
 
 
 def _default_omniglot() -> str:

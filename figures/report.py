@@ -82,6 +82,11 @@ def render_report(results: dict, details: dict | None = None) -> str:
         "",
         f"- preset: `{results.get('preset', '?')}`; dataset: `{results.get('dataset', '?')}` "
         f"({results.get('ways', '?')}-way {results.get('shots', '?')}-shot); seeds: {seeds or '—'}",
+        f"- protocol: {results.get('iterations', '?')} iterations of meta-batch "
+        f"{results.get('meta_batch_size', '?')}; inner steps {results.get('inner_steps', '?')} "
+        f"at lr {results.get('inner_lr', '?')} ({results.get('inner_steps_test', '?')} at "
+        f"test); head init: {results.get('head_init') or 'as the reference'}; "
+        f"{results.get('eval_tasks', '?')} test tasks per evaluation",
         f"- total seconds: {fixed(results.get('seconds'), 1)}"
         + ("; per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()) if stages else ""),
         "- our accuracies are on this run's dataset and setting; the paper's columns are the closest "

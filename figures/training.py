@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -15,9 +16,27 @@ from figures.constants import RunKey
 from figures.presets import PipelinePreset, run_config, run_name
 from meta.run import RunDir
 
-__all__ = ["run_is_finished", "train_runs", "run_jobs", "evaluate_job"]
+__all__ = ["run_is_finished", "train_runs", "run_jobs", "evaluate_job", "costliest_first"]
 
 log = logging.getLogger(__name__)
+
+# The algorithms from the costliest iteration to the cheapest (second-order inner loop through
+# the whole network first, the frozen random body last): runs start in this order, so that the
+# long runs are not left for the end of a pool while the other workers idle.
+_COSTLIEST_FIRST = ("maml", "fomaml", "anil", "nil", "multitask", "multiclass", "random")
+
+
+def costliest_first(keys: list[RunKey]) -> list[RunKey]:
+    """``keys`` ordered by :data:`_COSTLIEST_FIRST` (unknown algorithms last), stable.
+
+    >>> costliest_first([("random", 0), ("nil", 0), ("maml", 1), ("anil", 0), ("maml", 0)])
+    [('maml', 1), ('maml', 0), ('anil', 0), ('nil', 0), ('random', 0)]
+    """
+    def rank(key: RunKey) -> int:
+        name = key[0]
+        return _COSTLIEST_FIRST.index(name) if name in _COSTLIEST_FIRST else len(_COSTLIEST_FIRST)
+
+    return sorted(keys, key=rank)
 
 
 def run_is_finished(run_dir: str | os.PathLike, cfg) -> bool:
@@ -41,6 +60,20 @@ def evaluate_job(run_path: str, kwargs: dict[str, Any]) -> None:
     meta.evaluate(run_path, **kwargs)
 
 
+def _die_with_parent(parent: int) -> None:
+    """In a worker on Linux: be sent SIGTERM when the process ``parent`` that started it dies,
+    so that killing the pipeline does not leave its training runs going on without it."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1                                       # <linux/prctl.h>
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() != parent:               # it died while this worker was starting
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_jobs(function: Callable[..., Any], jobs: list[tuple], *, workers: int,
              done: Callable[[tuple], None] | None = None) -> None:
     """``function(*job)`` for every job: in this process when ``workers <= 1`` or there is one
@@ -55,7 +88,8 @@ def run_jobs(function: Callable[..., Any], jobs: list[tuple], *, workers: int,
                 done(job)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
+                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(function, *job): job for job in jobs}
         for future in as_completed(futures):
             future.result()
@@ -87,7 +121,7 @@ def _call(function: Callable, args: tuple) -> Any:
 def _train_phase(preset: PipelinePreset, runs_dir: Path, needed: list[RunKey], *, quiet: bool,
                  workers: int, extra: list[tuple[Callable, tuple]] = ()) -> dict[RunKey, RunDir]:
     run_dirs, todo = {}, []
-    for algorithm, seed in needed:
+    for algorithm, seed in costliest_first(needed):
         cfg = run_config(preset, algorithm, seed, runs_dir)
         run = RunDir(Path(runs_dir) / run_name(algorithm, seed))
         run_dirs[(algorithm, seed)] = run

@@ -9,12 +9,17 @@ from collections.abc import Sequence
 from meta.data.episodes import check_data_root
 from meta.run import RunDir
 
-__all__ = ["parse_set", "check_inputs"]
+__all__ = ["parse_fields", "parse_set", "check_inputs"]
 
 
 def parse_set(cfg, items: Sequence[str]):
-    """Apply ``field=value`` overrides; values are JSON (``none``/``null`` for None), else text;
-    ``checkpoints`` also takes ``10000,20000``."""
+    """``cfg`` with the ``field=value`` overrides of :func:`parse_fields` applied."""
+    return cfg.replace(**parse_fields(items))
+
+
+def parse_fields(items: Sequence[str]) -> dict:
+    """``field=value`` overrides as a dict; values are JSON (``none``/``null`` for None), else
+    text; ``checkpoints`` also takes ``10000,20000``."""
     fields = {}
     for item in items:
         name, sep, text = item.partition("=")
@@ -34,7 +39,7 @@ def parse_set(cfg, items: Sequence[str]):
             except json.JSONDecodeError:
                 value = text
         fields[name] = tuple(value) if isinstance(value, list) else value
-    return cfg.replace(**fields)
+    return fields
 
 
 def check_inputs(cfg, run_dir: str | os.PathLike) -> None:

@@ -7,17 +7,25 @@
     checkpoints/last.pt          rolling checkpoint
     checkpoints/step-010000.pt   the iterations listed in cfg.checkpoints
     eval*.json                   cached evaluations (see :meth:`RunDir.eval_file`)
+    .lock                        held by the process training the run (:meth:`RunDir.writer`)
 
 Every write is atomic (:func:`repsim._io.atomic_path`); checkpoints load with
 ``torch.load(weights_only=True)``, so opening a run someone shared runs none of their code.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+try:                                    # POSIX; elsewhere a run is not guarded against two writers
+    import fcntl
+except ImportError:                     # pragma: no cover
+    fcntl = None
 
 import torch
 
@@ -84,6 +92,35 @@ class RunDir:
             diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
             raise ValueError(f"run_dir: expected {self.path} to hold a run with the same config, "
                              f"got different fields {diff}; use a new directory")
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[None]:
+        """Hold the run's ``.lock`` while training it: a second process that tries to train the
+        same folder (two commands, or the workers of a pipeline that was killed and started
+        again) gets a ``RuntimeError`` naming the holder instead of interleaving its writes.
+        The lock is the operating system's (``flock``): it goes away with its process."""
+        if fcntl is None:                                      # pragma: no cover
+            yield
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise RuntimeError(f"run_dir: expected {self.path} to be free, got it being "
+                                   f"trained by process {holder}; wait for it or stop it") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # ------------------------------------------------------------- checkpoints
     def checkpoint(self, which: int | str | None = None) -> Path:

@@ -11,6 +11,7 @@ PosixPath('runs/tiny')
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -98,7 +99,8 @@ def train(
     run.check_config(cfg)
     ctx = distributed.setup(cfg.device)
     try:
-        with torch_threads(cfg.threads):
+        # rank 0 writes the run, so rank 0 holds its lock
+        with run.writer() if ctx.is_main else contextlib.nullcontext(), torch_threads(cfg.threads):
             _train(cfg, run, ctx, progress=progress, stop_after=stop_after)
     finally:
         distributed.teardown(ctx)

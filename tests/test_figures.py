@@ -419,6 +419,65 @@ def test_only_trains_what_the_outputs_need():
     assert everything.index(("multitask-head", 0)) > everything.index(("multitask", 0))
 
 
+def test_costliest_runs_start_first():
+    from figures.training import costliest_first
+
+    order = [name for name, _ in costliest_first(needed_runs(make_preset("tiny"), OUTPUTS))]
+    assert order == ["maml", "maml", "fomaml", "anil", "anil", "nil", "multitask", "multiclass",
+                     "random", "multiclass-head", "multitask-head"]
+
+
+def _process_state(pid):
+    """The state letter of ``/proc/PID/stat`` (``"Z"`` dead and unreaped), None when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def _children(pid):
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_text(errors="replace")
+        except OSError:
+            continue
+        if int(fields[1]) == pid and "spawn_main" in cmdline:   # not spawn's resource tracker
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_pool_workers_end_with_the_pipeline_process():
+    import signal
+    import subprocess
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", "import time; from figures.training import "
+                               "run_jobs; run_jobs(time.sleep, [(120,), (120,)], workers=2)"])
+    workers = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            workers = _children(parent.pid)
+        assert len(workers) == 2
+        parent.send_signal(signal.SIGKILL)                     # no clean-up code of its own runs
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while (any(_process_state(pid) not in (None, "Z") for pid in workers)
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
+        assert [_process_state(pid) for pid in workers if _process_state(pid)] in ([], ["Z"],
+                                                                                    ["Z", "Z"])
+    finally:
+        parent.kill()
+        for pid in workers:                                    # a failing run leaves none behind
+            if _process_state(pid) not in (None, "Z"):
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_runs_are_found_again_from_another_folder(tmp_path, monkeypatch):
     # trained under a relative --out, then asked for under the absolute path: nothing retrains
     from figures.training import train_runs
@@ -449,6 +508,57 @@ def test_rl_policies_train_in_the_train_stage_pool(tmp_path):
     for _, args in jobs:
         assert (Path(args[1]) / "checkpoints" / "best.pt").is_file()
     assert extra_training(preset, tmp_path, ["table2rl"]) == []       # finished: nothing left
+
+
+def test_iterations_scale_the_schedule_with_the_run():
+    from figures.presets import scale_iterations
+    from meta.config import get_preset
+
+    paper = make_preset("paper", data_root=".", iterations=600).base
+    assert (paper.iterations, paper.checkpoints) == (600, (200, 400, 600))
+    assert (paper.val_every, paper.save_every, paper.log_every) == (20, 10, 1)
+    assert (paper.ways, paper.inner_steps, paper.inner_lr) == (20, 5, 0.1)   # protocol kept
+    quick = make_preset("quick", iterations=3000).base
+    assert quick.checkpoints == (1000, 2000, 3000) and quick.val_every == 500
+    assert quick.max_seconds is None
+    assert make_preset("quick").base.iterations == 1500                      # default unchanged
+    short = scale_iterations(get_preset("tiny"), 2)
+    assert short.checkpoints == (1, 2) and min(short.save_every, short.log_every) >= 1
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="iterations: expected a positive int"):
+            scale_iterations(get_preset("tiny"), bad)
+
+
+def test_cli_iterations_trains_that_many_steps(tmp_path):
+    from figures.__main__ import main
+    from meta.run import RunDir
+
+    out = tmp_path / "out"
+    assert main(["--preset", "tiny", "--out", str(out), "--only", "fig3", "--iterations", "6",
+                 "--set", "head_init=glorot", "--quiet"]) == 0
+    run = RunDir(out / "runs" / "maml-s0")
+    assert run.read_config()["iterations"] == 6
+    assert run.read_config()["head_init"] == "glorot"
+    results = read_json(out / "results.json")
+    assert (results["iterations"], results["head_init"]) == (6, "glorot")
+    assert "6 iterations" in (out / "report.md").read_text()
+    assert sorted(p.name for p in (run.path / "checkpoints").glob("step-*.pt")) == [
+        "step-000003.pt", "step-000006.pt"]
+    steps = read_json(out / "details.json")["checkpoints"]["steps"]
+    assert steps == [3, 6]
+
+
+def test_cli_set_refuses_the_fields_the_pipeline_chooses(tmp_path, capsys):
+    from figures.__main__ import main
+
+    for item in ("seed=3", "algorithm=anil", "iterations=9"):
+        assert main(["--preset", "tiny", "--out", str(tmp_path / "x"), "--set", item,
+                     "--quiet"]) == 2
+        assert "overrides: expected fields other than" in capsys.readouterr().err
+    assert main(["--preset", "tiny", "--out", str(tmp_path / "x"), "--set", "ways=1",
+                 "--quiet"]) == 2
+    assert "ways: expected at least 2" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_cli_rejects_bad_only(tmp_path, capsys):

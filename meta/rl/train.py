@@ -95,7 +95,7 @@ def train_rl(cfg: RLConfig, run_dir: str | os.PathLike, *, progress: bool | None
         raise ValueError(f"cfg: expected an RLConfig, got {type(cfg).__name__}")
     run = RunDir(run_dir)
     run.check_config(cfg)
-    with torch_threads(cfg.threads):
+    with run.writer(), torch_threads(cfg.threads):
         _train_rl(cfg, run, progress=progress, stop_after=stop_after)
     return run.path
 
