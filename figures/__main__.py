@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Sequence[str] | None) -> int:
     from figures.pipeline import check_outputs, make_preset, parse_only, run_pipeline
-    from meta._cli_common import parse_fields
+    from meta._cli_common import busy_run_is_user_error, parse_fields
     from meta.data.episodes import check_data_root
 
     args = build_parser().parse_args(argv)
@@ -62,8 +62,9 @@ def _main(argv: Sequence[str] | None) -> int:
         only = parse_only(args.only)
         check_outputs(preset, only)
         check_data_root(preset.base.dataset, preset.base.data_root)
-    results = run_pipeline(preset, args.out, only=only, runs_dir=args.runs,
-                           quiet=args.quiet or not sys.stderr.isatty())
+    with busy_run_is_user_error():
+        results = run_pipeline(preset, args.out, only=only, runs_dir=args.runs,
+                               quiet=args.quiet or not sys.stderr.isatty())
     if not args.quiet:
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in results.get("stage_seconds", {}).items())
         print(f"wrote {args.out}/results.json, report.md and figures in {results['seconds']:.1f}s "

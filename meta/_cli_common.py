@@ -2,14 +2,16 @@
 ``--set field=value`` overrides and the checks made before any work."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from meta.data.episodes import check_data_root
-from meta.run import RunDir
+from meta.run import RunBusyError, RunDir
+from repsim._cli_policy import UserError
 
-__all__ = ["parse_fields", "parse_set", "check_inputs"]
+__all__ = ["parse_fields", "parse_set", "check_inputs", "busy_run_is_user_error"]
 
 
 def parse_set(cfg, items: Sequence[str]):
@@ -53,3 +55,13 @@ def check_inputs(cfg, run_dir: str | os.PathLike) -> None:
     if body_from is not None and not RunDir(body_from).checkpoint().exists():
         raise ValueError(f"body_from: expected a trained run with "
                          f"{RunDir(body_from).checkpoint()}, got none")
+
+
+@contextlib.contextmanager
+def busy_run_is_user_error() -> Iterator[None]:
+    """A run directory that another process is training (:class:`meta.run.RunBusyError`) is
+    the user's to sort out: one line and exit status 2, not a traceback."""
+    try:
+        yield
+    except RunBusyError as err:
+        raise UserError(str(err)) from err

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from meta.algos import algorithm_names
 from meta.algos._functional import HEADS
-from meta._cli_common import check_inputs, parse_set
+from meta._cli_common import busy_run_is_user_error, check_inputs, parse_set
 from meta.config import PRESETS, get_preset
 from meta.rl.config import RL_PRESETS
 from repsim._cli_policy import run_cli, user_input
@@ -87,7 +87,8 @@ def _train(args: argparse.Namespace) -> int:
             cfg = cfg.replace(data_root=args.data_root)
         cfg = parse_set(cfg, args.overrides)
         check_inputs(cfg, args.out)
-    run = train(cfg, args.out, progress=False if args.quiet else None)
+    with busy_run_is_user_error():
+        run = train(cfg, args.out, progress=False if args.quiet else None)
     if int(os.environ.get("RANK", "0")) == 0:
         print(run)
     return 0

@@ -31,7 +31,11 @@ import torch
 
 from repsim._io import atomic_path, atomic_write_text
 
-__all__ = ["RunDir", "load_checkpoint", "save_checkpoint"]
+__all__ = ["RunDir", "RunBusyError", "load_checkpoint", "save_checkpoint"]
+
+
+class RunBusyError(RuntimeError):
+    """Another process is training this run directory (it holds the run's ``.lock``)."""
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: Any = "cpu") -> dict[str, Any]:
@@ -97,7 +101,7 @@ class RunDir:
     def writer(self) -> Iterator[None]:
         """Hold the run's ``.lock`` while training it: a second process that tries to train the
         same folder (two commands, or the workers of a pipeline that was killed and started
-        again) gets a ``RuntimeError`` naming the holder instead of interleaving its writes.
+        again) gets a :class:`RunBusyError` naming the holder instead of interleaving its writes.
         The lock is the operating system's (``flock``): it goes away with its process."""
         if fcntl is None:                                      # pragma: no cover
             yield
@@ -109,7 +113,7 @@ class RunDir:
             except BlockingIOError:
                 handle.seek(0)
                 holder = handle.read().strip() or "unknown"
-                raise RuntimeError(f"run_dir: expected {self.path} to be free, got it being "
+                raise RunBusyError(f"run_dir: expected {self.path} to be free, got it being "
                                    f"trained by process {holder}; wait for it or stop it") from None
             handle.seek(0)
             handle.truncate()

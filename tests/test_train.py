@@ -11,7 +11,7 @@ from meta.cli import main
 from meta.data import Glyphs, TaskSampler, load_dataset
 from meta.config import PRESETS, TrainConfig, get_preset
 from meta.evaluation import evaluate, load_run
-from meta.run import RunDir, load_checkpoint
+from meta.run import RunBusyError, RunDir, load_checkpoint
 from meta.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def test_different_config_in_existing_run_is_an_error(tmp_path):
         train(cfg.replace(inner_lr=0.1), tmp_path / "run", progress=False)
 
 
-def test_a_run_being_trained_elsewhere_is_refused_until_its_process_ends(tmp_path):
+def test_a_run_being_trained_elsewhere_is_refused_until_its_process_ends(tmp_path, capsys):
     cfg = get_preset("tiny").replace(iterations=2, checkpoints=(2,))
     run = tmp_path / "run"
     holder = subprocess.Popen(
@@ -80,8 +80,12 @@ def test_a_run_being_trained_elsewhere_is_refused_until_its_process_ends(tmp_pat
         stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(RuntimeError, match=f"being trained by process {holder.pid}"):
+        with pytest.raises(RunBusyError, match=f"being trained by process {holder.pid}"):
             train(cfg, run, progress=False)
+        assert main(["train", "--preset", "tiny", "--set", "iterations=2", "--set",
+                     "checkpoints=2", "--out", str(run), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()    # one line, no traceback
+        assert len(err) == 1 and f"being trained by process {holder.pid}" in err[0]
         assert not (run / "metrics.jsonl").exists()          # nothing written beside it
     finally:
         holder.kill()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from meta._cli_common import check_inputs, parse_set
+from meta._cli_common import busy_run_is_user_error, check_inputs, parse_set
 from meta.rl.algos import RL_REGISTRY
 from meta.rl.config import get_rl_preset
 from repsim._cli_policy import user_input
@@ -32,7 +32,8 @@ def train_command(args: argparse.Namespace) -> int:
                              f"got {args.data_root!r}")
         cfg = parse_set(cfg, args.overrides)
         check_inputs(cfg, args.out)
-    print(train_rl(cfg, args.out, progress=False if args.quiet else None))
+    with busy_run_is_user_error():
+        print(train_rl(cfg, args.out, progress=False if args.quiet else None))
     return 0
 
 
