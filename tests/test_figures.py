@@ -7,13 +7,16 @@ import math
 import os
 import random
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import meta
+import repsim
 from figures.constants import FREEZE_KEYS
 from figures.outputs.fig7 import fit_line
 from figures.outputs.table1 import PAPER_TABLE1
@@ -417,6 +420,31 @@ def test_only_trains_what_the_outputs_need():
     cfg = run_config(preset, "multitask-head", 0, Path("runs"))
     assert cfg.algorithm == "random" and cfg.body_from == str(Path("runs").resolve() / "multitask-s0")
     assert everything.index(("multitask-head", 0)) > everything.index(("multitask", 0))
+
+
+def test_difference_intervals_do_not_pair_an_image_with_its_copy():
+    # A resample repeats about a third of the images; counted as pairs, the copies raise the CKA
+    # of an unrelated pair more than that of a related one, and the interval of the difference
+    # of those resamples ([0.61, 0.70] here) misses the estimate 0.73. Weighted by
+    # multiplicities (repsim.bootstrap_ci's CKA) the resamples straddle it.
+    from figures.constants import CONV_LAYERS
+    from figures.outputs.table8 import cka_difference_interval
+
+    g = torch.Generator().manual_seed(0)
+    ref = [torch.randn(60, 8, generator=g, dtype=torch.float64) for _ in CONV_LAYERS]
+    close = [r + 0.5 * torch.randn(60, 8, generator=g, dtype=torch.float64) for r in ref]
+    unrelated = [torch.randn(60, 8, generator=g, dtype=torch.float64) for _ in CONV_LAYERS]
+    features = {"ref": ref, "close": close, "unrelated": unrelated}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # biased CKA of unrelated data: value vs interval
+        got = cka_difference_interval(features, ("close", "ref"), ("unrelated", "ref"))
+    expected = sum(float(repsim.linear_cka(c, r)) - float(repsim.linear_cka(u, r))
+                   for c, r, u in zip(close, ref, unrelated)) / len(CONV_LAYERS)
+    assert got["value"] == pytest.approx(expected, abs=1e-12)
+    assert got["low"] < got["value"] < got["high"]
+    assert abs((got["low"] + got["high"]) / 2 - got["value"]) < 0.25 * (got["high"] - got["low"])
+    same = cka_difference_interval(features, ("close", "ref"), ("close", "ref"))
+    assert same == {"value": 0.0, "low": 0.0, "high": 0.0}            # paired: same resamples
 
 
 def test_costliest_runs_start_first():

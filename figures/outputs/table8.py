@@ -60,30 +60,34 @@ def _pooled_features(context: Context, key: RunKey, images: torch.Tensor) -> lis
     return [activations[layer].mean(dim=(2, 3)) for layer in CONV_LAYERS]
 
 
+def _body_cka_resamples(a: list[torch.Tensor], b: list[torch.Tensor], n_boot: int):
+    """Body-mean linear CKA of two runs' layers, on the full data and on ``n_boot`` resamples
+    of the images (``repsim.bootstrap_ci`` with generator 0: the same resamples on every call,
+    each weighted by its multiplicities, never pairing an image with its own copy)."""
+    import repsim
+
+    results = [repsim.bootstrap_ci(x, y, measure="linear_cka", n_boot=n_boot, generator=0)
+               for x, y in zip(a, b)]
+    return (torch.stack([r.value for r in results]).mean(),
+            torch.stack([r.samples for r in results]).mean(dim=0))            # (), (n_boot,)
+
+
+def _interval(first, second) -> dict[str, float]:
+    """95% percentile interval of ``first - second``, each ``(value, samples)`` of
+    :func:`_body_cka_resamples` (paired: the same resamples)."""
+    (value_1, samples_1), (value_2, samples_2) = first, second
+    low, high = torch.quantile(samples_1 - samples_2,
+                               torch.tensor([0.025, 0.975], dtype=samples_1.dtype))
+    return {"value": float(value_1 - value_2), "low": float(low), "high": float(high)}
+
+
 def cka_difference_interval(features: dict[str, list[torch.Tensor]], first: tuple[str, str],
                             second: tuple[str, str], *, n_boot: int = 1000) -> dict[str, float]:
     """Percentile bootstrap (test images resampled, 95%) of the body-mean linear CKA of the pair
-    ``first`` minus that of ``second``, on position-averaged conv features ``(N, C)`` per layer."""
-    import repsim
-
-    names = sorted(set(first) | set(second))
-    blocks = [(name, i, block) for name in names for i, block in enumerate(features[name])]
-    columns, start = {}, 0
-    for name, i, block in blocks:
-        columns[(name, i)] = slice(start, start + block.shape[1])
-        start += block.shape[1]
-    stacked = torch.cat([block for _, _, block in blocks], 1)          # (N, sum of widths)
-
-    def body_cka(sample: torch.Tensor, a: str, b: str):
-        return sum(repsim.linear_cka(sample[:, columns[(a, i)]], sample[:, columns[(b, i)]])
-                   for i in range(len(CONV_LAYERS))) / len(CONV_LAYERS)
-
-    def difference(sample: torch.Tensor, _unused: torch.Tensor):
-        return body_cka(sample, *first) - body_cka(sample, *second)
-
-    interval = repsim.bootstrap_ci(stacked, stacked[:, :1], measure=difference, n_boot=n_boot,
-                                   generator=0)
-    return {"value": float(interval.value), "low": float(interval.low), "high": float(interval.high)}
+    ``first`` minus that of ``second``, on position-averaged conv features ``(N, C)`` per layer.
+    Both pairs see the same resamples (paired bootstrap)."""
+    return _interval(_body_cka_resamples(*(features[name] for name in first), n_boot),
+                     _body_cka_resamples(*(features[name] for name in second), n_boot))
 
 
 def _differences(context: Context) -> dict[str, dict[str, float]]:
@@ -93,12 +97,19 @@ def _differences(context: Context) -> dict[str, dict[str, float]]:
     reference = ("maml", seeds[1])
     keys = {("anil", seeds[0]), ("maml", seeds[0]), reference} | {(r, seeds[0]) for r in regimes}
     features = {run_name(*key): _pooled_features(context, key, images) for key in sorted(keys)}
-    maml = run_name(*reference)
-    differences = {"anil-maml minus maml-maml": cka_difference_interval(
-        features, (run_name("anil", seeds[0]), maml), (run_name("maml", seeds[0]), maml))}
+    maml = features[run_name(*reference)]
+    against_maml: dict[str, tuple] = {}            # each run's resamples, computed once
+
+    def vs_maml(algorithm: str) -> tuple:
+        name = run_name(algorithm, seeds[0])
+        if name not in against_maml:
+            against_maml[name] = _body_cka_resamples(features[name], maml, 1000)
+        return against_maml[name]
+
+    differences = {"anil-maml minus maml-maml": _interval(vs_maml("anil"), vs_maml("maml"))}
     for higher, lower in zip(regimes, regimes[1:]):
-        differences[f"{higher} minus {lower} (vs MAML)"] = cka_difference_interval(
-            features, (run_name(higher, seeds[0]), maml), (run_name(lower, seeds[0]), maml))
+        differences[f"{higher} minus {lower} (vs MAML)"] = _interval(vs_maml(higher),
+                                                                     vs_maml(lower))
     return differences
 
 
@@ -139,8 +150,9 @@ def _difference_section(results: dict) -> list[str]:
         return []
     lines = ["", "## Differences with 95% bootstrap intervals", "",
              "Linear CKA on position-averaged conv features, mean over conv1..conv4, test images "
-             "resampled 1000 times (`repsim.bootstrap_ci`); an interval that excludes 0 is a "
-             "difference these images resolve.", ""]
+             "resampled 1000 times (`repsim.bootstrap_ci`: a repeated image is weighted, never "
+             "paired with its copy; both sides of a difference see the same resamples); an "
+             "interval that excludes 0 is a difference these images resolve.", ""]
     return lines + markdown_table(
         ["difference", "value", "95% interval"],
         [[name, fixed(v["value"], 3), f"[{fixed(v['low'], 3)}, {fixed(v['high'], 3)}]"]
