@@ -1,7 +1,9 @@
 """Shared pytest fixtures (keep this file small)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +20,27 @@ def cache_dir(tmp_path, monkeypatch):
     path = tmp_path / "cache"
     monkeypatch.setenv("REPSIM_CACHE", str(path))
     return path
+
+
+@pytest.fixture
+def run_lock_holder():
+    """``with run_lock_holder(path) as pid``: another process holds ``path``'s run lock
+    (``RunDir.writer``) inside the block; it is killed, and its lock freed, on leaving."""
+
+    @contextlib.contextmanager
+    def hold(run_dir):
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import time; from meta.run import RunDir; "
+             f"w = RunDir({str(run_dir)!r}).writer(); w.__enter__(); print('ready', flush=True); "
+             "time.sleep(120)"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            assert holder.stdout.readline().strip() == "ready"
+            yield holder.pid
+        finally:
+            holder.kill()
+            holder.wait()
+
+    return hold
 
 
 @pytest.fixture(scope="session")

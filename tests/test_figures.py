@@ -576,26 +576,16 @@ def test_cli_iterations_trains_that_many_steps(tmp_path):
     assert steps == [3, 6]
 
 
-def test_cli_stops_on_a_run_another_process_trains(tmp_path, capsys):
-    import subprocess
-
+def test_cli_stops_on_a_run_another_process_trains(tmp_path, capsys, run_lock_holder):
     from figures.__main__ import main
 
     run = tmp_path / "out" / "runs" / "maml-s0"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from meta.run import RunDir; "
-         f"w = RunDir({str(run)!r}).writer(); w.__enter__(); print('ready', flush=True); "
-         "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "ready"
+    with run_lock_holder(run) as pid:
         assert main(["--preset", "tiny", "--out", str(tmp_path / "out"), "--only", "fig3",
                      "--quiet"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and f"being trained by process {holder.pid}" in err[0]
+        assert len(err) == 1 and f"being trained by process {pid}" in err[0]
         assert not (run / "metrics.jsonl").exists()
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_cli_set_refuses_the_fields_the_pipeline_chooses(tmp_path, capsys):

@@ -71,25 +71,18 @@ def test_different_config_in_existing_run_is_an_error(tmp_path):
         train(cfg.replace(inner_lr=0.1), tmp_path / "run", progress=False)
 
 
-def test_a_run_being_trained_elsewhere_is_refused_until_its_process_ends(tmp_path, capsys):
+def test_a_run_being_trained_elsewhere_is_refused_until_its_process_ends(tmp_path, capsys,
+                                                                         run_lock_holder):
     cfg = get_preset("tiny").replace(iterations=2, checkpoints=(2,))
     run = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from meta.run import RunDir; "
-         f"w = RunDir({str(run)!r}).writer(); w.__enter__(); print('ready', flush=True); time.sleep(120)"],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(RunBusyError, match=f"being trained by process {holder.pid}"):
+    with run_lock_holder(run) as pid:
+        with pytest.raises(RunBusyError, match=f"being trained by process {pid}"):
             train(cfg, run, progress=False)
         assert main(["train", "--preset", "tiny", "--set", "iterations=2", "--set",
                      "checkpoints=2", "--out", str(run), "--quiet"]) == 2
         err = capsys.readouterr().err.strip().splitlines()    # one line, no traceback
-        assert len(err) == 1 and f"being trained by process {holder.pid}" in err[0]
+        assert len(err) == 1 and f"being trained by process {pid}" in err[0]
         assert not (run / "metrics.jsonl").exists()          # nothing written beside it
-    finally:
-        holder.kill()
-        holder.wait()
     train(cfg, run, progress=False)                          # its lock died with it
     assert [r["iteration"] for r in _metrics(run)] == [1, 2]
     with RunDir(run).writer():                               # free again after training

@@ -24,6 +24,8 @@ PAPER_TABLE8 = {
 }
 #: Table 8 averages over the first three conv layers, as the paper
 TABLE8_LAYERS = CONV_LAYERS[:3]
+#: resamples of the test images behind each difference's interval
+N_BOOT = 1000
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ def _interval(first, second) -> dict[str, float]:
 
 
 def cka_difference_interval(features: dict[str, list[torch.Tensor]], first: tuple[str, str],
-                            second: tuple[str, str], *, n_boot: int = 1000) -> dict[str, float]:
+                            second: tuple[str, str], *, n_boot: int = N_BOOT) -> dict[str, float]:
     """Percentile bootstrap (test images resampled, 95%) of the body-mean linear CKA of the pair
     ``first`` minus that of ``second``, on position-averaged conv features ``(N, C)`` per layer.
     Both pairs see the same resamples (paired bootstrap)."""
@@ -103,7 +105,7 @@ def _differences(context: Context) -> dict[str, dict[str, float]]:
     def vs_maml(algorithm: str) -> tuple:
         name = run_name(algorithm, seeds[0])
         if name not in against_maml:
-            against_maml[name] = _body_cka_resamples(features[name], maml, 1000)
+            against_maml[name] = _body_cka_resamples(features[name], maml, N_BOOT)
         return against_maml[name]
 
     differences = {"anil-maml minus maml-maml": _interval(vs_maml("anil"), vs_maml("maml"))}
@@ -149,10 +151,10 @@ def _difference_section(results: dict) -> list[str]:
     if not intervals:
         return []
     lines = ["", "## Differences with 95% bootstrap intervals", "",
-             "Linear CKA on position-averaged conv features, mean over conv1..conv4, test images "
-             "resampled 1000 times (`repsim.bootstrap_ci`: a repeated image is weighted, never "
-             "paired with its copy; both sides of a difference see the same resamples); an "
-             "interval that excludes 0 is a difference these images resolve.", ""]
+             "Linear CKA on position-averaged conv features, mean over conv1..conv4, test "
+             f"images resampled {N_BOOT} times (`repsim.bootstrap_ci`: a repeated image is "
+             "weighted, never paired with its copy; both sides of a difference see the same "
+             "resamples); an interval that excludes 0 is a difference these images resolve.", ""]
     return lines + markdown_table(
         ["difference", "value", "95% interval"],
         [[name, fixed(v["value"], 3), f"[{fixed(v['low'], 3)}, {fixed(v['high'], 3)}]"]
