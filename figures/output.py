@@ -61,6 +61,8 @@ class Output:
     section : ``(results, details) -> [line, ...]``, its section of ``report.md``
     section_order : position of that section in ``report.md`` (default ``order``)
     draw : ``(results, details, out_dir) -> [png path, ...]``
+    cost : rough relative time of ``compute`` (seconds on the quick preset); when the analyses
+        run in several processes the costliest start first (:mod:`figures.analyses`)
     """
 
     name: str
@@ -75,7 +77,10 @@ class Output:
     section: Callable[[dict, dict], list[str]] | None = None
     section_order: int | None = None
     draw: Callable[[dict, dict, str | os.PathLike], list[Path]] | None = None
+    cost: float = 1.0
 
     def __post_init__(self):
         if self.stage is not None and self.stage not in STAGES:
             raise ValueError(f"stage: expected one of {STAGES} or None, got {self.stage!r}")
+        if not self.cost >= 0:
+            raise ValueError(f"cost: expected a non-negative number, got {self.cost!r}")

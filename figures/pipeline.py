@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from figures import report
+from figures.analyses import compute_outputs
 from figures.context import Context
 from figures.output import STAGES, Output, RunKey
 from figures.outputs import aliases, discover
@@ -168,16 +169,17 @@ def _header(preset: PipelinePreset) -> dict:
 
 def _compute(outputs: list[Output], context: Context, results: dict, details: dict,
              stage_seconds: dict[str, float]) -> None:
-    """Each output's ``compute``, its result written into ``results`` / ``details``."""
-    for output in outputs:
-        if output.compute is None:
-            continue
+    """Each output's ``compute``, stage by stage, its result written into ``results`` /
+    ``details``; the analyses spread over ``preset.workers`` processes."""
+    for stage in dict.fromkeys(output.stage for output in outputs):
+        members = [output for output in outputs if output.stage == stage]
         start = time.perf_counter()
-        result = output.compute(context)
-        if result is not None:
-            result.write(results, details)
-        if output.stage is not None:
-            stage_seconds[output.stage] += time.perf_counter() - start
+        workers = context.preset.workers if stage == "analyse" else 1
+        for _, result, _ in compute_outputs(members, context, workers=workers):
+            if result is not None:
+                result.write(results, details)
+        if stage is not None:
+            stage_seconds[stage] += time.perf_counter() - start
 
 
 def _run(preset: PipelinePreset, out: Path, names: tuple[str, ...], runs_dir, quiet: bool) -> dict:

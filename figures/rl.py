@@ -2,7 +2,7 @@
 
 The pipeline calls :func:`run_rl` with its preset name; each environment trains MAML and ANIL
 for the preset's seeds (missing runs only, in parallel processes), evaluates the best checkpoint
-before and after one inner step on fixed test tasks, and analyses the policies' hidden layers
+before and after one inner step on fixed test tasks (in parallel processes too), and analyses the policies' hidden layers
 before and after adaptation. Results are plain dicts for ``results.json``.
 """
 from __future__ import annotations
@@ -50,6 +50,13 @@ def _runs(preset: str, runs_dir: Path) -> dict[tuple, tuple]:
             for env in envs for algorithm in ALGORITHMS for seed in seeds}
 
 
+def _evaluate_one(run_dir: str) -> dict:
+    """``evaluate_rl`` of one run in a worker process (module level, so it pickles)."""
+    from meta.rl.train import evaluate_rl
+
+    return evaluate_rl(run_dir)
+
+
 def _pending(jobs: list) -> list[tuple[dict, str]]:
     return [(cfg.to_dict(), str(run_dir)) for cfg, run_dir in jobs
             if not RunDir(run_dir).is_finished(cfg)]
@@ -94,16 +101,18 @@ def run_rl(preset: str, runs_dir: Path, *, workers: int = 1) -> tuple[dict, dict
         after adaptation, and weight change).
     """
     from meta.rl.analysis import analyse_run
-    from meta.rl.train import evaluate_rl
 
     envs, seeds = RL_SETTINGS[preset]
     runs = _runs(preset, runs_dir)
     _train_all(list(runs.values()), workers)
+    keys = list(runs)
+    evaluated = dict(zip(keys, run_jobs(_evaluate_one, [(str(runs[key][1]),) for key in keys],
+                                        workers=workers)))
     results, details = {}, {}
     for env in envs:
         results[env], details[env] = {}, {}
         for algorithm in ALGORITHMS:
-            evaluations = [evaluate_rl(runs[(env, algorithm, seed)][1]) for seed in seeds]
+            evaluations = [evaluated[(env, algorithm, seed)] for seed in seeds]
             results[env][algorithm] = {
                 "pre": _summary([evaluation["pre"]["mean"] for evaluation in evaluations]),
                 "post": _summary([evaluation["post"]["mean"] for evaluation in evaluations]),

@@ -75,26 +75,30 @@ def _die_with_parent(parent: int) -> None:
 
 
 def run_jobs(function: Callable[..., Any], jobs: list[tuple], *, workers: int,
-             done: Callable[[tuple], None] | None = None) -> None:
-    """``function(*job)`` for every job: in this process when ``workers <= 1`` or there is one
-    job, else in up to ``workers`` spawned processes (``function`` must be module-level, so it
-    pickles). ``done(job)`` follows each finished job; a worker's error is re-raised here."""
+             done: Callable[[tuple], None] | None = None) -> list[Any]:
+    """``function(*job)`` for every job, its return values in ``jobs``' order: in this process
+    when ``workers <= 1`` or there is one job, else in up to ``workers`` spawned processes
+    (``function`` must be module-level, so it pickles). ``done(job)`` follows each finished
+    job; a worker's error is re-raised here."""
     if not jobs:
-        return
+        return []
     if workers <= 1 or len(jobs) == 1:
+        values = []
         for job in jobs:
-            function(*job)
+            values.append(function(*job))
             if done is not None:
                 done(job)
-        return
+        return values
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
                              initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-        futures = {pool.submit(function, *job): job for job in jobs}
+        futures = {pool.submit(function, *job): i for i, job in enumerate(jobs)}
+        values = [None] * len(jobs)
         for future in as_completed(futures):
-            future.result()
+            values[futures[future]] = future.result()
             if done is not None:
-                done(futures[future])
+                done(jobs[futures[future]])
+    return values
 
 
 def train_runs(preset: PipelinePreset, runs_dir: Path, needed: list[RunKey], *, quiet: bool,

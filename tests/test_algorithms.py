@@ -11,6 +11,7 @@ from meta.algorithms import (
     META_ALGORITHMS, fresh_head, meta_loss, multiclass_loss, multitask_loss, nil_logits, nil_loss,
     predict, task_loss, eval_setup,
 )
+from meta.algos._functional import query_logits
 from meta.inner import adapt, all_params, head_only
 from meta.models import Conv4
 
@@ -95,6 +96,30 @@ def test_anil_fast_path_equals_general_path(first_order):
     g_fast, g_slow = _grads(fast_loss, params), _grads(slow_loss, params)
     for k in params:
         torch.testing.assert_close(g_fast[k], g_slow[k], rtol=1e-9, atol=1e-12)
+
+
+def test_every_block_frozen_takes_the_head_only_path_with_the_same_logits():
+    # Table 1's all-frozen evaluation: only the head adapts, so predict runs the body once on
+    # the support set and once on the query set instead of once per step, and gives the very
+    # logits of the general path.
+    from meta.inner import freeze_blocks, without_norm
+
+    model, params, task = _setup(4, ways=3, hidden=4, size=12)
+    params = {k: v.detach() for k, v in params.items()}
+    frozen = without_norm(freeze_blocks((1, 2, 3, 4)))
+    calls = []
+    model.conv1.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    got = predict(model, params, task, trainable=frozen, steps=5, lr=0.4)
+    assert calls == [len(task.support_y), len(task.query_y)]
+    calls.clear()
+    want = query_logits(model, params, task, trainable=frozen, first_order=True, steps=5, lr=0.4,
+                        fast=False, reduction="sum")
+    assert len(calls) == 6                                  # 5 support passes and the query
+    assert torch.equal(got, want.detach())
+    # conv4 adapting too: the general path
+    calls.clear()
+    predict(model, params, task, trainable=without_norm(freeze_blocks((1, 2, 3))), steps=5, lr=0.4)
+    assert len(calls) == 6
 
 
 def test_nil_logits_match_a_hand_computation_on_a_two_way_toy():

@@ -22,6 +22,7 @@ from figures.outputs.fig7 import fit_line
 from figures.outputs.table1 import PAPER_TABLE1
 from figures.outputs.table2 import PAPER_TABLE2
 from figures.pipeline import OUTPUTS, draw_figures, make_preset, needed_runs, parse_only, run_config
+from figures.presets import run_name
 from figures.report import chance_corrected, findings, read_json, render_report, write_json
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "head")
@@ -453,6 +454,56 @@ def test_costliest_runs_start_first():
     order = [name for name, _ in costliest_first(needed_runs(make_preset("tiny"), OUTPUTS))]
     assert order == ["maml", "maml", "fomaml", "anil", "anil", "nil", "multitask", "multiclass",
                      "random", "multiclass-head", "multitask-head"]
+
+
+def test_run_jobs_returns_each_jobs_value_in_job_order():
+    from figures.training import run_jobs
+
+    jobs = [(2, 10), (3, 2), (5, 1), (7, 0)]
+    assert run_jobs(pow, jobs, workers=1) == [1024, 9, 5, 1]
+    finished = []
+    assert run_jobs(pow, jobs, workers=2, done=finished.append) == [1024, 9, 5, 1]
+    assert sorted(finished) == sorted(jobs)
+    assert run_jobs(pow, [], workers=2) == []
+
+
+def test_analysis_groups_keep_shared_computations_together_costliest_first():
+    from figures.analyses import groups
+    from figures.outputs import discover
+
+    analyses = [o for o in discover() if o.stage == "analyse"]
+    named = [[o.name for o in group] for group in groups(analyses)]
+    assert named[0] == ["table8"]                               # the costliest starts first
+    assert ["fig3", "fig6"] in named and ["table3", "fig11"] in named
+    assert sorted(name for group in named for name in group) == sorted(o.name for o in analyses)
+
+
+@pytest.mark.slow
+def test_analyses_in_worker_processes_equal_one_by_one(tiny_run):
+    from figures.analyses import compute_outputs
+    from figures.context import Context
+    from figures.outputs import discover
+    from meta.run import RunDir
+
+    preset = make_preset("tiny")
+    analyses = [o for o in discover() if o.stage == "analyse"]
+    names = frozenset(o.name for o in analyses) | {"table3"}
+    runs = {key: RunDir(tiny_run / "runs" / run_name(*key))
+            for key in needed_runs(preset, names)}
+
+    def written(workers):
+        context = Context(preset, tiny_run / "runs", runs, names)
+        computed = compute_outputs(analyses, context, workers=workers)
+        assert [name for name, _, _ in computed] == [o.name for o in analyses]
+        results, details = {}, {}
+        for _, result, _ in computed:
+            if result is not None:
+                result.write(results, details)
+        return json.dumps([results, details], sort_keys=True)
+
+    one_by_one = written(1)
+    assert "regime_similarity" in one_by_one and "network_map" in one_by_one
+    assert written(2) == one_by_one
 
 
 def _process_state(pid):

@@ -42,4 +42,5 @@ def draw(results: dict, details: dict, out_dir: str | os.PathLike) -> list[Path]
     return [save(fig, out_dir, "fig11_maml_anil")]
 
 
-OUTPUT = Output(name="fig11", order=95, needs=needs, compute=algorithm_similarity, draw=draw)
+OUTPUT = Output(name="fig11", order=95, needs=needs, compute=algorithm_similarity, draw=draw,
+                cost=0)

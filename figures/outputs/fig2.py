@@ -121,4 +121,5 @@ def draw(results: dict, details: dict, out_dir: str | os.PathLike) -> list[Path]
 
 
 OUTPUT = Output(name="fig2", order=20, needs=needs, compute=compute, grade=grade,
-                section=section, section_order=20, draw=draw)
+                section=section, section_order=20, draw=draw,
+                cost=3.5)

@@ -132,4 +132,5 @@ def draw(results: dict, details: dict, out_dir: str | os.PathLike) -> list[Path]
 
 
 OUTPUT = Output(name="fig3", order=30, aliases=("fig9",), needs=needs, compute=checkpoint_series,
-                grade=grade, draw=draw)
+                grade=grade, draw=draw,
+                cost=3)

@@ -66,4 +66,5 @@ def draw(results: dict, details: dict, out_dir: str | os.PathLike) -> list[Path]
 
 
 OUTPUT = Output(name="fig6", order=40, needs=needs, compute=checkpoint_series, grade=grade,
-                draw=draw)
+                draw=draw,
+                cost=0)

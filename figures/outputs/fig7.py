@@ -166,4 +166,5 @@ def draw(results: dict, details: dict, out_dir: str | os.PathLike) -> list[Path]
 
 
 OUTPUT = Output(name="fig7", order=50, aliases=("fig8",), needs=needs, compute=compute,
-                grade=grade, section=section, section_order=60, draw=draw)
+                grade=grade, section=section, section_order=60, draw=draw,
+                cost=6)

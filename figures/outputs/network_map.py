@@ -87,4 +87,5 @@ def draw(results: dict, details: dict, out_dir: str | os.PathLike) -> list[Path]
     return [save(fig, out_dir, "fig_network_map")]
 
 
-OUTPUT = Output(name="map", order=130, needs=needs, compute=compute, draw=draw)
+OUTPUT = Output(name="map", order=130, needs=needs, compute=compute, draw=draw,
+                cost=3.5)

@@ -88,4 +88,5 @@ def section(results: dict, details: dict) -> list[str]:
 
 
 OUTPUT = Output(name="table3", order=90, needs=needs, compute=algorithm_similarity, grade=grade,
-                section=section, section_order=50)
+                section=section, section_order=50,
+                cost=4.5)

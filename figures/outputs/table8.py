@@ -170,4 +170,5 @@ def section(results: dict, details: dict) -> list[str]:
 
 
 OUTPUT = Output(name="table8", order=120, needs=needs, compute=compute, grade=grade,
-                section=section, section_order=90)
+                section=section, section_order=90,
+                cost=20)

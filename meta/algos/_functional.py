@@ -34,6 +34,8 @@ __all__ = [
     "predict",
 ]
 
+_HEAD_NAMES = ("head.weight", "head.bias")
+
 #: Test-time heads: "maml" adapts a linear head on the support set, "nil" uses the NIL rule.
 HEADS = ("maml", "nil")
 
@@ -77,7 +79,7 @@ def adapt_head(
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps: expected a non-negative int, got {steps!r}")
     params = dict(params)
-    names = ("head.weight", "head.bias")
+    names = _HEAD_NAMES
     with torch.enable_grad():
         for n in names:
             if not params[n].requires_grad:
@@ -89,14 +91,20 @@ def adapt_head(
     return params
 
 
+def _adapts_head_alone(trainable: Trainable, params: Mapping[str, torch.Tensor]) -> bool:
+    """True when ``trainable`` selects exactly ``head.weight`` and ``head.bias`` of ``params``."""
+    return trainable is head_only or {n for n in params if trainable(n)} == set(_HEAD_NAMES)
+
+
 def query_logits(model, params, task, *, trainable: Trainable, first_order: bool, steps: int,
                  lr: float, fast: bool, reduction: str) -> torch.Tensor:
     """Query logits ``(ways*query, ways)`` after adapting ``trainable`` on the support set.
 
     The one code path of training (:func:`meta_loss`) and evaluation (:func:`predict`); with
-    ``fast`` and ``trainable is head_only`` the body runs once and the head adapts on features.
+    ``fast``, when only the head adapts (:func:`head_only`, or every conv block frozen) the
+    body runs once and the head adapts on its features.
     """
-    if fast and trainable is head_only:
+    if fast and _adapts_head_alone(trainable, params):
         support = body_features(model, params, task.support_x)         # (ways*shots, d), once
         query = body_features(model, params, task.query_x)             # (ways*query, d)
         head = adapt_head(params, support, task.support_y, steps=steps, lr=lr, first_order=first_order,
@@ -134,7 +142,7 @@ def meta_loss(
         (all_params, True) first-order MAML, (head_only, False) ANIL.
     steps, lr : inner-loop steps and learning rate.
     fast : bool
-        With ``trainable is head_only``, run the body once and adapt the head on cached features.
+        When only the head adapts, run the body once and adapt the head on cached features.
     reduction : "sum" or "mean"
         Inner-loss units (:func:`meta.inner.inner_loss`); the query loss is always the mean.
 
