@@ -118,13 +118,15 @@ class Context:
 
     def prefetch(self, requests: Iterable[tuple[RunDir, dict[str, Any]]]) -> None:
         """Run the evaluations of ``requests`` (``(run, options of evaluate)``) that are not
-        cached, ``preset.workers`` processes at a time; later :meth:`evaluate` calls read them."""
+        cached, ``preset.workers`` processes at a time, those with the most test-time steps
+        first; later :meth:`evaluate` calls read them."""
         jobs: dict[tuple, tuple[str, dict[str, Any]]] = {}
         for run, options in requests:
             cached, kwargs = self._cached(run, options)
             if cached is None:                              # one job per distinct evaluation
                 jobs[(str(run.path), *sorted(kwargs.items()))] = (str(run.path), kwargs)
-        run_jobs(evaluate_job, list(jobs.values()), workers=self.preset.workers)
+        ordered = sorted(jobs.values(), key=lambda job: -job[1]["inner_steps"])
+        run_jobs(evaluate_job, ordered, workers=self.preset.workers)
 
     def accuracy(self, algorithm: str, seeds: Iterable[int], **options) -> dict[str, Any]:
         """:func:`accuracy_summary` of ``algorithm`` over ``seeds`` (options as :meth:`evaluate`)."""

@@ -61,6 +61,9 @@ class Output:
     section : ``(results, details) -> [line, ...]``, its section of ``report.md``
     section_order : position of that section in ``report.md`` (default ``order``)
     draw : ``(results, details, out_dir) -> [png path, ...]``
+    evaluations : ``context -> [(RunDir, options of Context.evaluate), ...]``, the evaluations
+        ``compute`` reads; the pipeline runs those of every selected output in one worker pool
+        before the first stage
     cost : rough relative time of ``compute`` (seconds on the quick preset); when the analyses
         run in several processes the costliest start first (:mod:`figures.analyses`)
     """
@@ -77,6 +80,7 @@ class Output:
     section: Callable[[dict, dict], list[str]] | None = None
     section_order: int | None = None
     draw: Callable[[dict, dict, str | os.PathLike], list[Path]] | None = None
+    evaluations: Callable[[Context], list[tuple[Any, dict[str, Any]]]] | None = None
     cost: float = 1.0
 
     def __post_init__(self):

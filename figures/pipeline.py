@@ -199,6 +199,10 @@ def _run(preset: PipelinePreset, out: Path, names: tuple[str, ...], runs_dir, qu
     stage_seconds["train"] = time.perf_counter() - start
 
     context = Context(preset, runs, run_dirs, frozenset(names))
+    start = time.perf_counter()
+    context.prefetch([request for output in outputs if output.evaluations is not None
+                      for request in output.evaluations(context)])
+    stage_seconds["evaluate"] += time.perf_counter() - start
     _compute(outputs, context, results, details, stage_seconds)
 
     start = time.perf_counter()

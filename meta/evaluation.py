@@ -10,6 +10,7 @@ command line reports as the user's error) followed by :func:`run_evaluation` (th
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -170,6 +171,18 @@ def evaluate(
         checkpoint=checkpoint, split=split, seed=seed, device=device))
 
 
+# the variables a dataset's default folder is read from: part of the cached dataset's key
+_DATA_ENV = ("REPSIM_OMNIGLOT", "REPSIM_MINIIMAGENET")
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset(name: str, split: str, root: str | None, environment: tuple):
+    """:func:`load_dataset`, kept for the next evaluation of the same split in this process
+    (a pipeline's worker evaluates dozens of runs on one test split); ``environment`` holds
+    the values of :data:`_DATA_ENV`."""
+    return load_dataset(name, split, root=root)
+
+
 def run_evaluation(request: EvalRequest) -> dict[str, Any]:
     """Evaluate a request from :func:`prepare_evaluation`; see :func:`evaluate`."""
     cfg, model, params = _from_state(request.state)
@@ -179,7 +192,8 @@ def run_evaluation(request: EvalRequest) -> dict[str, Any]:
         params, trainable = get_algorithm(cfg.algorithm).eval_setup(
             params, cfg.ways, freeze=request.freeze, adapt_norm=cfg.adapt_norm)
         params = {n: p.to(request.device) for n, p in params.items()}
-        dataset = load_dataset(cfg.dataset, request.split, root=cfg.data_root)
+        dataset = _dataset(cfg.dataset, request.split, cfg.data_root,
+                           tuple(os.environ.get(name) for name in _DATA_ENV))
         fixed = TaskSampler.fixed(dataset, cfg.ways, cfg.shots, cfg.query, request.tasks,
                                   seed=request.seed, augment_rotations=cfg.augment_rotations)
         losses, hits = score_tasks(model, params, fixed, head=request.head, trainable=trainable,

@@ -506,6 +506,34 @@ def test_analyses_in_worker_processes_equal_one_by_one(tiny_run):
     assert written(2) == one_by_one
 
 
+@pytest.mark.slow
+def test_each_outputs_evaluations_are_all_its_compute_reads(tiny_run, monkeypatch):
+    # the pipeline runs every declared evaluation up front, in one pool; a compute that read
+    # an undeclared one would evaluate it alone, one process, afterwards
+    import dataclasses
+
+    from figures.context import Context
+    from figures.outputs import discover
+    from meta.run import RunDir
+
+    preset = dataclasses.replace(make_preset("tiny"), eval_tasks=3, workers=1)   # none cached
+    declared = [o for o in discover() if o.evaluations is not None]
+    assert {o.name for o in declared} == {"table1", "table2", "table5", "fig3", "fig6"}
+    names = frozenset(o.name for o in declared)
+    runs = {key: RunDir(tiny_run / "runs" / run_name(*key)) for key in needed_runs(preset, names)}
+    context = Context(preset, tiny_run / "runs", runs, names)
+    requests = [request for o in declared for request in o.evaluations(context)]
+    assert all(context._cached(run, options)[0] is None for run, options in requests)
+    context.prefetch(requests)
+
+    def undeclared(*args, **kwargs):
+        raise AssertionError(f"an evaluation no output declared: {args} {kwargs}")
+
+    monkeypatch.setattr(meta, "evaluate", undeclared)
+    for output in declared:
+        assert output.compute(context) is not None
+
+
 def _process_state(pid):
     """The state letter of ``/proc/PID/stat`` (``"Z"`` dead and unreaped), None when gone."""
     try:

@@ -144,6 +144,28 @@ def test_evaluate_options_files_and_values(tmp_path):
         evaluate(run, freeze=(5,))
 
 
+def test_evaluations_in_one_process_read_the_split_once(tmp_path, monkeypatch):
+    import meta.evaluation as evaluation
+
+    run = train(get_preset("tiny"), tmp_path / "run", progress=False)
+    loads = []
+
+    def counting(*args, **kwargs):
+        loads.append(args)
+        return load_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "load_dataset", counting)
+    evaluation._dataset.cache_clear()
+    first = evaluate(run, tasks=3)
+    assert evaluate(run, tasks=3, freeze=(1,))["tasks"] == 3
+    assert len(loads) == 1
+    monkeypatch.setenv("REPSIM_OMNIGLOT", str(tmp_path))       # a default folder changed: read again
+    again = evaluate(run, tasks=3)
+    assert len(loads) == 2
+    assert {**again, "seconds": 0} == {**first, "seconds": 0}
+    evaluation._dataset.cache_clear()
+
+
 def test_presets_are_valid_and_follow_the_paper():
     assert {"omniglot-20w1s", "omniglot-20w5s", "miniimagenet-5w1s", "miniimagenet-5w5s",
             "omniglot-5w1s-quick", "glyphs-quick", "tiny"} <= set(PRESETS)

@@ -12,6 +12,7 @@ from figures.context import Context
 from figures.grading import NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, TOL_ACC_POINTS, Finding, fixed
 from figures.output import Output, RunKey
 from figures.presets import PipelinePreset
+from meta.run import RunDir
 
 __all__ = ["OUTPUT", "PAPER_FIG3", "CheckpointSeries", "checkpoint_series"]
 
@@ -51,11 +52,16 @@ def needs(preset: PipelinePreset) -> list[RunKey]:
     return [("maml", preset.seeds[0])]
 
 
+def evaluations(context: Context) -> list[tuple[RunDir, dict]]:
+    """The first seed's MAML run at each checkpoint, with and without its body frozen."""
+    return [(context.run("maml"), {"freeze": FREEZE_BLOCKS[key], "checkpoint": step})
+            for step in context.preset.base.checkpoints for key in SERIES_FREEZE_KEYS]
+
+
 def _series(context: Context) -> CheckpointSeries:
     run = context.run("maml")
     steps = list(context.preset.base.checkpoints)
-    context.prefetch([(run, {"freeze": FREEZE_BLOCKS[key], "checkpoint": step})
-                      for step in steps for key in SERIES_FREEZE_KEYS])
+    context.prefetch(evaluations(context))
     analyses = [context.pre_post(run, checkpoint=step) for step in steps]
     pre_post = {measure: {layer: [a.similarity[measure][layer] for a in analyses] for layer in LAYERS}
                 for measure in MEASURES}
@@ -132,5 +138,5 @@ def draw(results: dict, details: dict, out_dir: str | os.PathLike) -> list[Path]
 
 
 OUTPUT = Output(name="fig3", order=30, aliases=("fig9",), needs=needs, compute=checkpoint_series,
-                grade=grade, draw=draw,
+                grade=grade, draw=draw, evaluations=evaluations,
                 cost=3)

@@ -11,7 +11,7 @@ from figures.constants import CONV_LAYERS, LAYERS
 from figures.grading import (NOT_MEASURED, NOT_REPRODUCED, PARTLY, REPRODUCED, TOL_WEIGHT_RATIO,
                              Finding)
 from figures.output import Output
-from figures.outputs.fig3 import checkpoint_series, needs
+from figures.outputs.fig3 import checkpoint_series, evaluations, needs
 
 __all__ = ["OUTPUT"]
 
@@ -66,5 +66,5 @@ def draw(results: dict, details: dict, out_dir: str | os.PathLike) -> list[Path]
 
 
 OUTPUT = Output(name="fig6", order=40, needs=needs, compute=checkpoint_series, grade=grade,
-                draw=draw,
+                draw=draw, evaluations=evaluations,
                 cost=0)

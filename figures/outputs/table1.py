@@ -9,6 +9,7 @@ from figures.grading import (NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, TOL_ACC_P
                              markdown_table, paper_column, paper_plus_minus, percent, plus_minus)
 from figures.output import Output, RunKey
 from figures.presets import PipelinePreset
+from meta.run import RunDir
 
 __all__ = ["OUTPUT", "PAPER_TABLE1", "STEP_SERIES", "FreezingResult"]
 
@@ -47,14 +48,18 @@ def needs(preset: PipelinePreset) -> list[RunKey]:
     return [("maml", seed) for seed in preset.seeds]
 
 
+def evaluations(context: Context) -> list[tuple[RunDir, dict]]:
+    """Every seed's MAML run with each setting of frozen blocks and each step count."""
+    settings = ([{"freeze": blocks} for blocks in FREEZE_BLOCKS.values()]
+                + [{"freeze": FREEZE_BLOCKS[key], "inner_steps": n}
+                   for key in SERIES_FREEZE_KEYS for n in _steps(context)])
+    return [(context.run("maml", seed), options) for seed in context.seeds for options in settings]
+
+
 def compute(context: Context) -> FreezingResult:
     """MAML evaluated with each setting of frozen blocks, mean over seeds, and the step series."""
     steps = _steps(context)
-    settings = ([{"freeze": blocks} for blocks in FREEZE_BLOCKS.values()]
-                + [{"freeze": FREEZE_BLOCKS[key], "inner_steps": n}
-                   for key in SERIES_FREEZE_KEYS for n in steps])
-    context.prefetch([(context.run("maml", seed), options) for seed in context.seeds
-                      for options in settings])
+    context.prefetch(evaluations(context))
     summaries = {key: context.accuracy("maml", context.seeds, freeze=blocks)
                  for key, blocks in FREEZE_BLOCKS.items()}
     series: dict[str, list] = {"steps": steps, "protocol": context.preset.base.inner_steps_test}
@@ -105,4 +110,4 @@ def _steps_section(series: dict | None) -> list[str]:
 
 
 OUTPUT = Output(name="table1", order=10, stage="evaluate", needs=needs, compute=compute,
-                grade=grade, section=section)
+                grade=grade, section=section, evaluations=evaluations)

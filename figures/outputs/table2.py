@@ -10,6 +10,7 @@ from figures.grading import (NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, TOL_ACC_P
                              plus_minus)
 from figures.output import Output, RunKey
 from figures.presets import PipelinePreset
+from meta.run import RunDir
 
 __all__ = ["OUTPUT", "PAPER_TABLE2", "AccuracyResult"]
 
@@ -48,11 +49,16 @@ def needs(preset: PipelinePreset) -> list[RunKey]:
             + [("fomaml", seeds[0])])
 
 
+def evaluations(context: Context) -> list[tuple[RunDir, dict]]:
+    """Each run of :func:`needs` as trained, and ANIL's runs with the NIL head."""
+    return ([(context.run(key[0], key[1]), {}) for key in needs(context.preset)]
+            + [(context.run("anil", seed), {"head": "nil"}) for seed in context.seeds])
+
+
 def compute(context: Context) -> AccuracyResult:
     """MAML and ANIL over every seed, first-order MAML on the first seed, NIL on ANIL's runs."""
     seeds = context.seeds
-    context.prefetch([(context.run(key[0], key[1]), {}) for key in needs(context.preset)]
-                     + [(context.run("anil", seed), {"head": "nil"}) for seed in seeds])
+    context.prefetch(evaluations(context))
     accuracy = {algorithm: context.accuracy(algorithm, seeds if algorithm != "fomaml" else seeds[:1])
                 for algorithm in ("maml", "anil", "fomaml")}
     accuracy["nil"] = context.accuracy("anil", seeds, head="nil")
@@ -102,4 +108,5 @@ def section(results: dict, details: dict) -> list[str]:
 
 
 OUTPUT = Output(name="table2", order=60, aliases=("table4",), stage="evaluate", needs=needs,
-                compute=compute, grade=grade, section=section, section_order=30)
+                compute=compute, grade=grade, section=section, section_order=30,
+                evaluations=evaluations)

@@ -8,6 +8,7 @@ from figures.grading import (NOT_MEASURED, NOT_REPRODUCED, REPRODUCED, TOL_ACC_P
                              markdown_table, paper_column, percent)
 from figures.output import Output, RunKey
 from figures.presets import PipelinePreset, head_runs
+from meta.run import RunDir
 
 __all__ = ["OUTPUT", "PAPER_TABLE5_NIL_HEAD", "PAPER_TABLE7_MAML_HEAD", "RegimeAccuracy"]
 
@@ -47,16 +48,21 @@ def needs(preset: PipelinePreset) -> list[RunKey]:
             + [(regime, seeds[0]) for regime in preset.regimes] + head_runs(preset))
 
 
+def evaluations(context: Context) -> list[tuple[RunDir, dict]]:
+    """MAML's and ANIL's runs and every regime's with the NIL head; each regime's MAML-head run
+    (``random`` is one itself) as trained."""
+    regimes = context.preset.regimes
+    return ([(context.run(algorithm, seed), {"head": "nil"}) for algorithm in ("maml", "anil")
+             for seed in context.seeds]
+            + [(context.run(regime), {"head": "nil"}) for regime in regimes]
+            + [(context.run(regime if regime == "random" else f"{regime}-head"), {})
+               for regime in regimes if regime != "nil"])
+
+
 def compute(context: Context) -> RegimeAccuracy:
     """NIL-head accuracy of every regime; MAML-head accuracy of a head meta-learned on each
     regime's frozen body (the ``random`` regime is such a run itself)."""
-    regimes = context.preset.regimes
-    context.prefetch(
-        [(context.run(algorithm, seed), {"head": "nil"}) for algorithm in ("maml", "anil")
-         for seed in context.seeds]
-        + [(context.run(regime), {"head": "nil"}) for regime in regimes]
-        + [(context.run(regime if regime == "random" else f"{regime}-head"), {})
-           for regime in regimes if regime != "nil"])
+    context.prefetch(evaluations(context))
     nil_head = {algorithm: context.accuracy(algorithm, context.seeds, head="nil")["mean"]
                 for algorithm in ("maml", "anil")}
     nil_head.update({regime: context.evaluate(context.run(regime), head="nil")["accuracy"]["mean"]
@@ -116,4 +122,5 @@ def section(results: dict, details: dict) -> list[str]:
 
 
 OUTPUT = Output(name="table5", order=100, aliases=("table7",), stage="evaluate", needs=needs,
-                compute=compute, grade=grade, section=section, section_order=70)
+                compute=compute, grade=grade, section=section, section_order=70,
+                evaluations=evaluations)
