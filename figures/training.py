@@ -118,6 +118,18 @@ def train_runs(preset: PipelinePreset, runs_dir: Path, needed: list[RunKey], *, 
     return run_dirs
 
 
+def _moved_with_its_body(run: RunDir, cfg) -> bool:
+    """True for a finished head run (``body_from`` set) whose runs folder was moved or copied:
+    its saved config differs from ``cfg`` only in ``body_from``, which named a run of the same
+    name (the regime's run, now beside it)."""
+    if cfg.body_from is None or not run.config_file.exists():
+        return False
+    saved = run.read_config().get("body_from")
+    if saved is None or Path(saved).name != Path(cfg.body_from).name:
+        return False
+    return run.is_finished(cfg.replace(body_from=saved))
+
+
 def _call(function: Callable, args: tuple) -> Any:
     return function(*args)
 
@@ -129,7 +141,7 @@ def _train_phase(preset: PipelinePreset, runs_dir: Path, needed: list[RunKey], *
         cfg = run_config(preset, algorithm, seed, runs_dir)
         run = RunDir(Path(runs_dir) / run_name(algorithm, seed))
         run_dirs[(algorithm, seed)] = run
-        if run.is_finished(cfg):
+        if run.is_finished(cfg) or _moved_with_its_body(run, cfg):
             log.info("reusing finished run %s", run.path)
         else:
             todo.append((cfg, run))

@@ -602,6 +602,30 @@ def test_runs_are_found_again_from_another_folder(tmp_path, monkeypatch):
         assert (run.path / "checkpoints" / "last.pt").stat().st_mtime_ns == stamps[key]
 
 
+def test_a_moved_runs_folder_is_reused_with_its_head_runs(tmp_path, monkeypatch):
+    # Table 7's head runs name their regime's run by absolute path; a runs folder copied
+    # elsewhere (e.g. from a cluster) is still finished, and nothing trains again
+    import shutil
+
+    from figures.training import _moved_with_its_body, train_runs
+
+    preset = make_preset("tiny")
+    needed = [("multitask", 0), ("multitask-head", 0)]
+    train_runs(preset, tmp_path / "a" / "runs", needed, quiet=True)
+    shutil.copytree(tmp_path / "a" / "runs", tmp_path / "b" / "runs")
+    shutil.rmtree(tmp_path / "a")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(meta, "train", fail)
+    runs = train_runs(preset, tmp_path / "b" / "runs", needed, quiet=True)
+    assert runs[("multitask-head", 0)].path == tmp_path / "b" / "runs" / "multitask-head-s0"
+    # a head run trained on another regime's body is not taken for this one
+    other = run_config(preset, "multiclass-head", 0, tmp_path / "b" / "runs")
+    assert not _moved_with_its_body(runs[("multitask-head", 0)], other)
+
+
 def test_rl_policies_train_in_the_train_stage_pool(tmp_path):
     from figures.pipeline import extra_training
     from figures.training import train_runs
