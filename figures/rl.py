@@ -2,8 +2,9 @@
 
 The pipeline calls :func:`run_rl` with its preset name; each environment trains MAML and ANIL
 for the preset's seeds (missing runs only, in parallel processes), evaluates the best checkpoint
-before and after one inner step on fixed test tasks (in parallel processes too), and analyses the policies' hidden layers
-before and after adaptation. Results are plain dicts for ``results.json``.
+before and after one inner step on fixed test tasks (in parallel processes too), and analyses
+the policies' hidden layers before and after adaptation. Results are plain dicts for
+``results.json``.
 """
 from __future__ import annotations
 
