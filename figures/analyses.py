@@ -8,10 +8,8 @@ same preset and runs, so every number equals that of computing the outputs one b
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from figures.context import Context
 from figures.output import Output, OutputResult
@@ -22,7 +20,7 @@ from meta.run import RunDir
 
 __all__ = ["groups", "compute_outputs"]
 
-Computed = tuple[str, "OutputResult | None", float]        # (output name, result, seconds)
+Computed = tuple[str, "OutputResult | None"]                 # (output name, result)
 
 
 def groups(outputs: list[Output]) -> list[list[Output]]:
@@ -36,12 +34,7 @@ def groups(outputs: list[Output]) -> list[list[Output]]:
 
 
 def _compute_in(context: Context, outputs: list[Output]) -> list[Computed]:
-    computed = []
-    for output in outputs:
-        start = time.perf_counter()
-        result = output.compute(context)
-        computed.append((output.name, result, time.perf_counter() - start))
-    return computed
+    return [(output.name, output.compute(context)) for output in outputs]
 
 
 def compute_group(preset: PipelinePreset, runs_dir: str, runs: dict, selected: frozenset[str],
@@ -66,7 +59,7 @@ def compute_outputs(outputs: list[Output], context: Context, *, workers: int) ->
     runs = {key: str(run.path) for key, run in context.runs.items()}
     jobs = [(context.preset, str(context.runs_dir), runs, context.selected,
              [output.name for output in group]) for group in grouped]
-    done: dict[str, Any] = {}
+    done: dict[str, Computed] = {}
     for computed in run_jobs(compute_group, jobs, workers=workers):
-        done.update({name: (name, result, seconds) for name, result, seconds in computed})
+        done.update({name: (name, result) for name, result in computed})
     return [done[o.name] for o in outputs if o.compute is not None]

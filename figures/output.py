@@ -63,7 +63,8 @@ class Output:
     draw : ``(results, details, out_dir) -> [png path, ...]``
     evaluations : ``context -> [(RunDir, options of Context.evaluate), ...]``, the evaluations
         ``compute`` reads; the pipeline runs those of every selected output in one worker pool
-        before the first stage
+        before the first stage, and ``compute`` reads them back (one it did not declare would
+        be evaluated there, alone)
     cost : rough relative time of ``compute`` (seconds on the quick preset); when the analyses
         run in several processes the costliest start first (:mod:`figures.analyses`)
     """

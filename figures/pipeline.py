@@ -175,7 +175,7 @@ def _compute(outputs: list[Output], context: Context, results: dict, details: di
         members = [output for output in outputs if output.stage == stage]
         start = time.perf_counter()
         workers = context.preset.workers if stage == "analyse" else 1
-        for _, result, _ in compute_outputs(members, context, workers=workers):
+        for _, result in compute_outputs(members, context, workers=workers):
             if result is not None:
                 result.write(results, details)
         if stage is not None:

@@ -494,9 +494,9 @@ def test_analyses_in_worker_processes_equal_one_by_one(tiny_run):
     def written(workers):
         context = Context(preset, tiny_run / "runs", runs, names)
         computed = compute_outputs(analyses, context, workers=workers)
-        assert [name for name, _, _ in computed] == [o.name for o in analyses]
+        assert [name for name, _ in computed] == [o.name for o in analyses]
         results, details = {}, {}
-        for _, result, _ in computed:
+        for _, result in computed:
             if result is not None:
                 result.write(results, details)
         return json.dumps([results, details], sort_keys=True)

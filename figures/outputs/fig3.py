@@ -61,7 +61,6 @@ def evaluations(context: Context) -> list[tuple[RunDir, dict]]:
 def _series(context: Context) -> CheckpointSeries:
     run = context.run("maml")
     steps = list(context.preset.base.checkpoints)
-    context.prefetch(evaluations(context))
     analyses = [context.pre_post(run, checkpoint=step) for step in steps]
     pre_post = {measure: {layer: [a.similarity[measure][layer] for a in analyses] for layer in LAYERS}
                 for measure in MEASURES}

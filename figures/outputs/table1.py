@@ -59,7 +59,6 @@ def evaluations(context: Context) -> list[tuple[RunDir, dict]]:
 def compute(context: Context) -> FreezingResult:
     """MAML evaluated with each setting of frozen blocks, mean over seeds, and the step series."""
     steps = _steps(context)
-    context.prefetch(evaluations(context))
     summaries = {key: context.accuracy("maml", context.seeds, freeze=blocks)
                  for key, blocks in FREEZE_BLOCKS.items()}
     series: dict[str, list] = {"steps": steps, "protocol": context.preset.base.inner_steps_test}

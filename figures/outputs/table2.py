@@ -58,7 +58,6 @@ def evaluations(context: Context) -> list[tuple[RunDir, dict]]:
 def compute(context: Context) -> AccuracyResult:
     """MAML and ANIL over every seed, first-order MAML on the first seed, NIL on ANIL's runs."""
     seeds = context.seeds
-    context.prefetch(evaluations(context))
     accuracy = {algorithm: context.accuracy(algorithm, seeds if algorithm != "fomaml" else seeds[:1])
                 for algorithm in ("maml", "anil", "fomaml")}
     accuracy["nil"] = context.accuracy("anil", seeds, head="nil")

@@ -62,7 +62,6 @@ def evaluations(context: Context) -> list[tuple[RunDir, dict]]:
 def compute(context: Context) -> RegimeAccuracy:
     """NIL-head accuracy of every regime; MAML-head accuracy of a head meta-learned on each
     regime's frozen body (the ``random`` regime is such a run itself)."""
-    context.prefetch(evaluations(context))
     nil_head = {algorithm: context.accuracy(algorithm, context.seeds, head="nil")["mean"]
                 for algorithm in ("maml", "anil")}
     nil_head.update({regime: context.evaluate(context.run(regime), head="nil")["accuracy"]["mean"]
