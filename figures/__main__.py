@@ -32,12 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--setting", default=None,
                         help="the protocol the runs follow, a meta preset: paper: omniglot-20w1s "
                              "(default), omniglot-20w5s, miniimagenet-5w1s, miniimagenet-5w5s; quick: "
-                             "glyphs-quick (default), omniglot-5w1s-quick, omniglot-20w1s (real data "
-                             "at the quick budget)")
+                             "glyphs-miniimagenet-quick (default: the MiniImageNet protocol on Glyphs), "
+                             "glyphs-quick (the Omniglot 5-way protocol), omniglot-5w1s-quick, "
+                             "omniglot-20w1s (real data at the quick budget)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
     parser.add_argument("--iterations", type=int, default=None,
-                        help="outer steps of every run (default: the preset's; 1500 quick, 30000 "
-                             "paper); checkpoints and validation keep their fractions of the run")
+                        help="outer steps of every run (default: the preset's; quick 500 with the "
+                             "default setting, else 1500; paper 30000); checkpoints and validation keep their fractions of the run")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a field of every run's TrainConfig, e.g. --set "
                              "head_init=glorot (repeatable; not algorithm, seed, body_from, "

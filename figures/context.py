@@ -140,7 +140,8 @@ class Context:
         from meta import TaskSampler, load_dataset
 
         config = self.preset.base
-        dataset = load_dataset(config.dataset, config.test_split, root=config.data_root)
+        dataset = load_dataset(config.dataset, config.test_split, root=config.data_root,
+                               **config.dataset_options())
         tasks = TaskSampler.fixed(dataset, config.ways, config.shots, self.preset.analysis_query,
                                   self.preset.analysis_tasks, seed=12345,
                                   augment_rotations=config.augment_rotations)

@@ -80,14 +80,15 @@ def chance_corrected(value: float, floor: float | None) -> float:
 
 
 def paper_column(results: Mapping[str, Any], *, family: str = "any") -> str:
-    """The paper's column to set this run beside (same shots; Omniglot for character sets).
+    """The paper's column to set this run beside (same shots; MiniImageNet for the MiniImageNet
+    data or network, else Omniglot).
 
     ``family="mini"`` forces a MiniImageNet column (tables the paper gives only there).
     """
     shots = int(results.get("shots", 1))
     shots = 5 if shots >= 5 else 1
     dataset = str(results.get("dataset", "glyphs")).lower()
-    if family == "mini" or dataset.startswith("mini"):
+    if family == "mini" or dataset.startswith("mini") or results.get("network") == "miniimagenet":
         return f"mini-5w{shots}s"
     return f"omniglot-20w{shots}s"
 

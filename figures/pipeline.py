@@ -164,6 +164,7 @@ def _header(preset: PipelinePreset) -> dict:
                 seeds=list(preset.seeds), iterations=base.iterations, inner_steps=base.inner_steps,
                 inner_steps_test=base.inner_steps_test, inner_lr=base.inner_lr,
                 meta_batch_size=base.meta_batch_size, head_init=base.head_init,
+                network=base.resolved_network, image_size=base.image_size, query=base.query,
                 eval_tasks=preset.eval_tasks, analysis_tasks=preset.analysis_tasks)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from figures.constants import REGIMES
 
-__all__ = ["PipelinePreset", "PRESETS", "PER_RUN_FIELDS", "make_preset", "scale_iterations",
+__all__ = ["PipelinePreset", "PRESETS", "PER_RUN_FIELDS", "QUICK_SETTING", "make_preset", "scale_iterations",
            "run_name", "run_config", "head_runs"]
 
 PRESETS = ("tiny", "quick", "paper")
@@ -43,16 +43,24 @@ def _tiny_preset() -> PipelinePreset:
                           analysis_query=6, timing_iterations=2)
 
 
-def _quick_preset(setting: str | None, data_root: str | None) -> tuple[PipelinePreset, str | None]:
+QUICK_SETTING = "glyphs-miniimagenet-quick"
+
+
+def _quick_preset(setting: str | None, data_root: str | None,
+                  iterations: int | None) -> tuple[PipelinePreset, str | None]:
     from meta.config import get_preset
 
-    # minutes on 2 CPU cores: Glyphs 5-way 1-shot, the glyphs-quick protocol, 1500 iterations
-    base = get_preset(setting or "glyphs-quick")
+    # Glyphs 5-way 1-shot under the MiniImageNet protocol by default; at most 1500 iterations
+    # (fewer where the setting has fewer), checkpoints at the thirds of the run
+    base = get_preset(setting or QUICK_SETTING)
     if data_root is None and base.dataset == "omniglot":
         data_root = _default_omniglot()
+    target = iterations if iterations is not None else min(1500, base.iterations)
     base = base.replace(
         iterations=1500, max_seconds=None, checkpoints=(500, 1000, 1500), save_every=250,
         log_every=25, val_every=250, val_tasks=20, eval_tasks=100, batch_size=64)
+    if target != base.iterations:
+        base = scale_iterations(base, target)
     return PipelinePreset("quick", base, seeds=(0, 1, 2), eval_tasks=100, analysis_tasks=6,
                           analysis_query=10, timing_iterations=10), data_root
 
@@ -79,9 +87,10 @@ def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int]
 
     ``setting``: a preset of :data:`meta.config.PRESETS` whose protocol the runs follow. Paper:
     default ``"omniglot-20w1s"``, its full budget; MiniImageNet settings need ``data_root``.
-    Quick: default ``"glyphs-quick"``; any other setting (e.g. ``"omniglot-5w1s-quick"`` or
-    ``"omniglot-20w1s"`` on the real Omniglot) keeps its protocol at the quick budget (1500
-    iterations, 100 test tasks). ``iterations``: train every run this many outer steps instead
+    Quick: default :data:`QUICK_SETTING` (Glyphs at 56 px, the MiniImageNet network and
+    protocol, 500 iterations); any other setting (e.g. ``"glyphs-quick"``,
+    ``"omniglot-5w1s-quick"`` or ``"omniglot-20w1s"`` on the real Omniglot) keeps its protocol
+    at the quick budget (1500 iterations, or the setting's own if fewer; 100 test tasks). ``iterations``: train every run this many outer steps instead
     (e.g. fewer iterations of the paper preset); checkpoints, validation, logging and saving
     keep their places as fractions of the run (:func:`scale_iterations`). ``overrides``: other
     fields of the runs' common TrainConfig (e.g. ``{"head_init": "glorot"}``); the fields the
@@ -96,14 +105,14 @@ def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int]
     if name == "tiny":
         preset = _tiny_preset()
     elif name == "quick":
-        preset, data_root = _quick_preset(setting, data_root)
+        preset, data_root = _quick_preset(setting, data_root, iterations)
     elif name == "paper":
         preset = _paper_preset(setting, data_root)
     else:
         raise ValueError(f"preset: expected 'tiny', 'quick' or 'paper', got {name!r}")
     if data_root is not None and name != "paper":
         preset = dataclasses.replace(preset, base=preset.base.replace(data_root=str(data_root)))
-    if iterations is not None:
+    if iterations is not None and name != "quick":      # the quick preset scales its own
         preset = dataclasses.replace(preset, base=scale_iterations(preset.base, iterations))
     if overrides:
         refused = sorted(set(overrides) & set(PER_RUN_FIELDS))

@@ -86,6 +86,9 @@ def render_report(results: dict, details: dict | None = None) -> str:
         f"{results.get('meta_batch_size', '?')}; inner steps {results.get('inner_steps', '?')} "
         f"at lr {results.get('inner_lr', '?')} ({results.get('inner_steps_test', '?')} at "
         f"test); head init: {results.get('head_init') or 'as the reference'}; "
+        f"network: {results.get('network') or '?'}"
+        + (f" at {results['image_size']} px" if results.get("image_size") else "")
+        + f"; {results.get('query', '?')} query images per class; "
         f"{results.get('eval_tasks', '?')} test tasks per evaluation",
         f"- total seconds: {fixed(results.get('seconds'), 1)}"
         + ("; per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()) if stages else ""),

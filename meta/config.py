@@ -13,7 +13,11 @@ from meta.algos import get_algorithm
 from meta.data import DATASETS
 from meta.inner import REDUCTIONS
 
-__all__ = ["TrainConfig", "PRESETS", "get_preset", "DATASETS"]
+__all__ = ["TrainConfig", "PRESETS", "NETWORKS", "get_preset", "DATASETS"]
+
+# Conv4 variants (meta.models): stride-2 convs and a spatial mean (Omniglot), or 2x2 max-pool
+# and flattened features (MiniImageNet)
+NETWORKS = ("omniglot", "miniimagenet")
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,9 @@ class TrainConfig(ConfigMixin):
     shots: int = 1                   # support examples per class (K-shot)
     query: int = 5                   # query (target) examples per class
     augment_rotations: bool = False  # Omniglot's augmentation: rotations by 90 deg are new classes
-    hidden: int | None = None        # conv filters; None = 64 (characters) or 32 (miniimagenet)
+    network: str | None = None       # Conv4 variant: omniglot | miniimagenet; None = the dataset's
+    image_size: int | None = None    # glyphs only: side of the rendered images; None = 28
+    hidden: int | None = None        # conv filters; None = 64 (omniglot net) or 32 (miniimagenet)
     head_init: str | None = None     # normal | glorot; None = the MAML code's (normal characters)
     inner_steps: int = 5             # inner-loop gradient steps during training
     inner_steps_test: int = 5        # inner-loop steps at validation/test (10 for MiniImageNet)
@@ -76,6 +82,15 @@ class TrainConfig(ConfigMixin):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ValueError(f"{name}: expected a positive number, got {value!r}")
+        if self.network not in (None,) + NETWORKS:
+            raise ValueError(f"network: expected null or one of {list(NETWORKS)}, got {self.network!r}")
+        if self.image_size is not None:
+            if self.dataset != "glyphs":
+                raise ValueError(f"image_size: expected null for {self.dataset!r} (only glyphs are "
+                                 f"rendered at a chosen size), got {self.image_size!r}")
+            if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) \
+                    or self.image_size < 16:
+                raise ValueError(f"image_size: expected null or an int >= 16, got {self.image_size!r}")
         if self.head_init not in (None, "normal", "glorot"):
             raise ValueError(f"head_init: expected null, 'normal' or 'glorot', got {self.head_init!r}")
         if self.inner_loss not in REDUCTIONS:
@@ -98,6 +113,15 @@ class TrainConfig(ConfigMixin):
         object.__setattr__(self, "checkpoints", tuple(sorted(set(checkpoints))))
         if self.device.split(":")[0] not in ("cpu", "cuda"):
             raise ValueError(f"device: expected 'cpu' or 'cuda', got {self.device!r}")
+
+    @property
+    def resolved_network(self) -> str:
+        """The Conv4 variant that runs: ``network``, or the dataset's own."""
+        return self.network or ("miniimagenet" if self.dataset == "miniimagenet" else "omniglot")
+
+    def dataset_options(self) -> dict:
+        """Keyword arguments of :func:`meta.data.load_dataset` beyond name, split and root."""
+        return {} if self.image_size is None else {"image_size": self.image_size}
 
     @property
     def first_order(self) -> bool:
@@ -125,6 +149,14 @@ _QUICK = dict(augment_rotations=True, ways=5, shots=1, query=5, inner_steps=1,
               meta_lr=1e-3, iterations=6000, max_seconds=290.0, checkpoints=(2000, 4000, 6000),
               save_every=500, val_every=2000, val_tasks=50)
 
+# The MiniImageNet protocol (network and optimisation; PAPER.md's Table 1, Figures 3 and 6 and
+# Tables 5, 7 and 8 are MiniImageNet experiments) on Glyphs drawn at 56 px, scaled down in budget:
+# 5 query images per class instead of 15, 500 iterations. 56 px gives the max-pool network a
+# 3x3 map (288 features) where MiniImageNet's 84 px give 5x5 (800).
+_MINI_QUICK = dict(_MINI, dataset="glyphs", network="miniimagenet", image_size=56, query=5,
+                   iterations=500, checkpoints=(250, 500), save_every=250, val_every=250,
+                   val_tasks=50)
+
 PRESETS: dict[str, TrainConfig] = {
     # Paper settings (PAPER.md, Appendix A/B.1): Omniglot query = shots as in the MAML code.
     "omniglot-20w1s": TrainConfig(**_OMNIGLOT, ways=20, shots=1, query=1),
@@ -133,6 +165,7 @@ PRESETS: dict[str, TrainConfig] = {
     "miniimagenet-5w5s": TrainConfig(**_MINI, shots=5),
     "omniglot-5w1s-quick": TrainConfig(dataset="omniglot", **_QUICK),
     "glyphs-quick": TrainConfig(dataset="glyphs", **_QUICK),
+    "glyphs-miniimagenet-quick": TrainConfig(**_MINI_QUICK),
     # Seconds, for tests: small network, a handful of iterations.
     "tiny": TrainConfig(dataset="glyphs", ways=3, shots=1, query=2, hidden=8, inner_steps=1,
                         inner_steps_test=2, inner_lr=0.4, meta_batch_size=4, batch_size=16,

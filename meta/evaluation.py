@@ -176,11 +176,11 @@ _DATA_ENV = ("REPSIM_OMNIGLOT", "REPSIM_MINIIMAGENET")
 
 
 @functools.lru_cache(maxsize=2)
-def _dataset(name: str, split: str, root: str | None, environment: tuple):
+def _dataset(name: str, split: str, root: str | None, environment: tuple, options: tuple = ()):
     """:func:`load_dataset`, kept for the next evaluation of the same split in this process
     (a pipeline's worker evaluates dozens of runs on one test split); ``environment`` holds
-    the values of :data:`_DATA_ENV`."""
-    return load_dataset(name, split, root=root)
+    the values of :data:`_DATA_ENV`, ``options`` the loader's keyword arguments as pairs."""
+    return load_dataset(name, split, root=root, **dict(options))
 
 
 def run_evaluation(request: EvalRequest) -> dict[str, Any]:
@@ -193,7 +193,8 @@ def run_evaluation(request: EvalRequest) -> dict[str, Any]:
             params, cfg.ways, freeze=request.freeze, adapt_norm=cfg.adapt_norm)
         params = {n: p.to(request.device) for n, p in params.items()}
         dataset = _dataset(cfg.dataset, request.split, cfg.data_root,
-                           tuple(os.environ.get(name) for name in _DATA_ENV))
+                           tuple(os.environ.get(name) for name in _DATA_ENV),
+                           tuple(sorted(cfg.dataset_options().items())))
         fixed = TaskSampler.fixed(dataset, cfg.ways, cfg.shots, cfg.query, request.tasks,
                                   seed=request.seed, augment_rotations=cfg.augment_rotations)
         losses, hits = score_tasks(model, params, fixed, head=request.head, trainable=trainable,

@@ -171,12 +171,13 @@ class Conv4(nn.Module):
 
 
 def build_model(cfg, image_shape: tuple[int, int, int], outputs: int) -> Conv4:
-    """The Conv4 for ``cfg.dataset``: pooled MiniImageNet variant or the stride-2 Omniglot one.
+    """The Conv4 of ``cfg.resolved_network``: the pooled MiniImageNet variant or the stride-2
+    Omniglot one (by default the dataset's own).
 
     image_shape : (C, H, W) of the dataset's images
     outputs : head width (``cfg.ways``, or the number of training classes for multiclass)
     """
-    pool = cfg.dataset == "miniimagenet"
+    pool = cfg.resolved_network == "miniimagenet"
     hidden = cfg.hidden if cfg.hidden is not None else (32 if pool else 64)
     channels, height, _ = image_shape
     return Conv4(outputs, in_channels=channels, hidden=hidden, image_size=height, pool=pool,

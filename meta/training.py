@@ -132,9 +132,10 @@ def _build(cfg: TrainConfig, run: RunDir, ctx: distributed.Context) -> _Session:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    train_set = algorithm.training_set(load_dataset(cfg.dataset, cfg.train_split, root=cfg.data_root),
-                                       cfg)
-    val_set = load_dataset(cfg.dataset, cfg.val_split, root=cfg.data_root)
+    options = cfg.dataset_options()
+    train_set = algorithm.training_set(
+        load_dataset(cfg.dataset, cfg.train_split, root=cfg.data_root, **options), cfg)
+    val_set = load_dataset(cfg.dataset, cfg.val_split, root=cfg.data_root, **options)
     model = build_model(cfg, train_set.image_shape, algorithm.head_width(cfg, train_set))
     model = model.to(ctx.device)
     if cfg.body_from is not None:

@@ -652,7 +652,13 @@ def test_iterations_scale_the_schedule_with_the_run():
     quick = make_preset("quick", iterations=3000).base
     assert quick.checkpoints == (1000, 2000, 3000) and quick.val_every == 500
     assert quick.max_seconds is None
-    assert make_preset("quick").base.iterations == 1500                      # default unchanged
+    default = make_preset("quick").base          # the MiniImageNet protocol at its own budget
+    assert (default.iterations, default.checkpoints, default.val_every) == (500, (167, 333, 500), 83)
+    assert (default.resolved_network, default.image_size, default.inner_steps) == (
+        "miniimagenet", 56, 5)
+    other = make_preset("quick", setting="glyphs-quick").base                # 1500 at most
+    assert (other.iterations, other.checkpoints, other.resolved_network) == (
+        1500, (500, 1000, 1500), "omniglot")
     short = scale_iterations(get_preset("tiny"), 2)
     assert short.checkpoints == (1, 2) and min(short.save_every, short.log_every) >= 1
     for bad in (0, -3, 2.5, True):

@@ -89,7 +89,8 @@ def time_algorithms(context: Context) -> TimingResult:
 
     config, preset = context.preset.base, context.preset
     with torch_threads(1):
-        dataset = load_dataset(config.dataset, config.train_split, root=config.data_root)
+        dataset = load_dataset(config.dataset, config.train_split, root=config.data_root,
+                               **config.dataset_options())
         tasks = TaskSampler.fixed(dataset, config.ways, config.shots, config.query,
                                   preset.timing_iterations + _WARMUP, seed=7)
         torch.manual_seed(0)
