@@ -35,7 +35,7 @@ class TrainConfig(ConfigMixin):
     query: int = 5                   # query (target) examples per class
     augment_rotations: bool = False  # Omniglot's augmentation: rotations by 90 deg are new classes
     network: str | None = None       # Conv4 variant: omniglot | miniimagenet; None = the dataset's
-    image_size: int | None = None    # glyphs only: side of the rendered images; None = 28
+    image_size: int | None = None    # side of the images; None = the loader's (28 chars, 84 mini)
     hidden: int | None = None        # conv filters; None = 64 (omniglot net) or 32 (miniimagenet)
     head_init: str | None = None     # normal | glorot; None = the MAML code's (normal characters)
     inner_steps: int = 5             # inner-loop gradient steps during training
@@ -84,13 +84,10 @@ class TrainConfig(ConfigMixin):
                 raise ValueError(f"{name}: expected a positive number, got {value!r}")
         if self.network not in (None,) + NETWORKS:
             raise ValueError(f"network: expected null or one of {list(NETWORKS)}, got {self.network!r}")
-        if self.image_size is not None:
-            if self.dataset != "glyphs":
-                raise ValueError(f"image_size: expected null for {self.dataset!r} (only glyphs are "
-                                 f"rendered at a chosen size), got {self.image_size!r}")
-            if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) \
-                    or self.image_size < 16:
-                raise ValueError(f"image_size: expected null or an int >= 16, got {self.image_size!r}")
+        if self.image_size is not None and (isinstance(self.image_size, bool)
+                                            or not isinstance(self.image_size, int)
+                                            or self.image_size < 16):
+            raise ValueError(f"image_size: expected null or an int >= 16, got {self.image_size!r}")
         if self.head_init not in (None, "normal", "glorot"):
             raise ValueError(f"head_init: expected null, 'normal' or 'glorot', got {self.head_init!r}")
         if self.inner_loss not in REDUCTIONS:

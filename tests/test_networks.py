@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,10 +18,9 @@ from meta.training import train
 def test_fields_are_validated_with_clear_errors():
     with pytest.raises(ValueError, match="network: expected null or one of"):
         TrainConfig(network="resnet")
-    with pytest.raises(ValueError, match="image_size: expected null for 'omniglot'"):
-        TrainConfig(dataset="omniglot", image_size=56)
-    with pytest.raises(ValueError, match="image_size: expected null or an int >= 16"):
-        TrainConfig(image_size=8)
+    for bad in (8, 56.0, True):
+        with pytest.raises(ValueError, match="image_size: expected null or an int >= 16"):
+            TrainConfig(image_size=bad)
     assert TrainConfig().resolved_network == "omniglot"
     assert TrainConfig(dataset="miniimagenet").resolved_network == "miniimagenet"
     assert TrainConfig(network="miniimagenet").resolved_network == "miniimagenet"
@@ -70,3 +70,18 @@ def test_train_and_evaluate_at_another_image_size(tmp_path):
     same = [({**a, "seconds": 0}, {**b, "seconds": 0})
             for a, b in ((pooled, pooled_alone), (plain_first, plain_again))]
     assert all(a == b for a, b in same)
+
+
+def test_image_size_reaches_every_loader(tmp_path, cache_dir):
+    from meta.data import load_dataset
+
+    rng = np.random.default_rng(0)
+    for split in ("background", "evaluation"):
+        paper = rng.random((4, 3, 21, 21)) > 0.2                        # True = white paper
+        np.savez_compressed(tmp_path / f"images_{split}.npz", images=paper,
+                            labels=np.repeat(np.arange(4)[:, None], 3, 1))
+    for size, expected in ((None, 28), (16, 16), (56, 56)):
+        cfg = TrainConfig(dataset="omniglot", data_root=str(tmp_path), image_size=size)
+        images = load_dataset(cfg.dataset, "background", root=cfg.data_root,
+                              **cfg.dataset_options()).images
+        assert images.shape == (4, 3, 1, expected, expected)
