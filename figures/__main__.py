@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
     parser.add_argument("--iterations", type=int, default=None,
                         help="outer steps of every run (default: the preset's; quick 500 with the "
-                             "default setting, else 1500; paper 30000); checkpoints and validation keep their fractions of the run")
+                             "default setting, else 1500; paper 30000); checkpoints and "
+                             "validation keep their fractions of the run")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a field of every run's TrainConfig, e.g. --set "
                              "head_init=glorot (repeatable; not algorithm, seed, body_from, "

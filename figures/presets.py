@@ -10,8 +10,8 @@ from typing import Any
 
 from figures.constants import REGIMES
 
-__all__ = ["PipelinePreset", "PRESETS", "PER_RUN_FIELDS", "QUICK_SETTING", "make_preset", "scale_iterations",
-           "run_name", "run_config", "head_runs"]
+__all__ = ["PipelinePreset", "PRESETS", "PER_RUN_FIELDS", "QUICK_SETTING", "make_preset",
+           "scale_iterations", "run_name", "run_config", "head_runs"]
 
 PRESETS = ("tiny", "quick", "paper")
 # TrainConfig fields the pipeline chooses for each run, or through its own options.
@@ -90,8 +90,9 @@ def make_preset(name: str, *, data_root: str | None = None, seeds: Iterable[int]
     Quick: default :data:`QUICK_SETTING` (Glyphs at 56 px, the MiniImageNet network and
     protocol, 500 iterations); any other setting (e.g. ``"glyphs-quick"``,
     ``"omniglot-5w1s-quick"`` or ``"omniglot-20w1s"`` on the real Omniglot) keeps its protocol
-    at the quick budget (1500 iterations, or the setting's own if fewer; 100 test tasks). ``iterations``: train every run this many outer steps instead
-    (e.g. fewer iterations of the paper preset); checkpoints, validation, logging and saving
+    at the quick budget (1500 iterations, or the setting's own if fewer; 100 test tasks).
+    ``iterations``: train every run this many outer steps instead (e.g. fewer iterations of the
+    paper preset); checkpoints, validation, logging and saving
     keep their places as fractions of the run (:func:`scale_iterations`). ``overrides``: other
     fields of the runs' common TrainConfig (e.g. ``{"head_init": "glorot"}``); the fields the
     pipeline sets per run (:data:`PER_RUN_FIELDS`) are refused. ``workers`` is one

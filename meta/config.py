@@ -116,7 +116,7 @@ class TrainConfig(ConfigMixin):
         """The Conv4 variant that runs: ``network``, or the dataset's own."""
         return self.network or ("miniimagenet" if self.dataset == "miniimagenet" else "omniglot")
 
-    def dataset_options(self) -> dict:
+    def dataset_options(self) -> dict[str, int]:
         """Keyword arguments of :func:`meta.data.load_dataset` beyond name, split and root."""
         return {} if self.image_size is None else {"image_size": self.image_size}
 
