@@ -137,11 +137,10 @@ class Context:
     @cached_property
     def tasks(self) -> list:
         """The fixed test tasks of the representation analyses, in float64."""
-        from meta import TaskSampler, load_dataset
+        from meta import TaskSampler
 
         config = self.preset.base
-        dataset = load_dataset(config.dataset, config.test_split, root=config.data_root,
-                               **config.dataset_options())
+        dataset = config.load_split(config.test_split)
         tasks = TaskSampler.fixed(dataset, config.ways, config.shots, self.preset.analysis_query,
                                   self.preset.analysis_tasks, seed=12345,
                                   augment_rotations=config.augment_rotations)

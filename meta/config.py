@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from meta._config_base import ConfigMixin
 from meta.algos import get_algorithm
-from meta.data import DATASETS
+from meta.data import DATASETS, FewShotDataset, load_dataset
 from meta.inner import REDUCTIONS
 
 __all__ = ["TrainConfig", "PRESETS", "NETWORKS", "get_preset", "DATASETS"]
@@ -119,6 +119,10 @@ class TrainConfig(ConfigMixin):
     def dataset_options(self) -> dict[str, int]:
         """Keyword arguments of :func:`meta.data.load_dataset` beyond name, split and root."""
         return {} if self.image_size is None else {"image_size": self.image_size}
+
+    def load_split(self, split: str) -> FewShotDataset:
+        """``split`` of this run's dataset: its folder (``data_root``) and image size."""
+        return load_dataset(self.dataset, split, root=self.data_root, **self.dataset_options())
 
     @property
     def first_order(self) -> bool:

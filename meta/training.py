@@ -30,7 +30,7 @@ from meta import distributed
 from meta._threads import torch_threads
 from meta.algos import Algorithm, TrainingData, get_algorithm
 from meta.config import TrainConfig
-from meta.data import Task, TaskSampler, load_dataset
+from meta.data import Task, TaskSampler
 from meta.evaluation import score_tasks
 from meta.models import Conv4, build_model
 from meta.run import RunDir
@@ -132,10 +132,8 @@ def _build(cfg: TrainConfig, run: RunDir, ctx: distributed.Context) -> _Session:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    options = cfg.dataset_options()
-    train_set = algorithm.training_set(
-        load_dataset(cfg.dataset, cfg.train_split, root=cfg.data_root, **options), cfg)
-    val_set = load_dataset(cfg.dataset, cfg.val_split, root=cfg.data_root, **options)
+    train_set = algorithm.training_set(cfg.load_split(cfg.train_split), cfg)
+    val_set = cfg.load_split(cfg.val_split)
     model = build_model(cfg, train_set.image_shape, algorithm.head_width(cfg, train_set))
     model = model.to(ctx.device)
     if cfg.body_from is not None:

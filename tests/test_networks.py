@@ -73,8 +73,6 @@ def test_train_and_evaluate_at_another_image_size(tmp_path):
 
 
 def test_image_size_reaches_every_loader(tmp_path, cache_dir):
-    from meta.data import load_dataset
-
     rng = np.random.default_rng(0)
     for split in ("background", "evaluation"):
         paper = rng.random((4, 3, 21, 21)) > 0.2                        # True = white paper
@@ -82,6 +80,5 @@ def test_image_size_reaches_every_loader(tmp_path, cache_dir):
                             labels=np.repeat(np.arange(4)[:, None], 3, 1))
     for size, expected in ((None, 28), (16, 16), (56, 56)):
         cfg = TrainConfig(dataset="omniglot", data_root=str(tmp_path), image_size=size)
-        images = load_dataset(cfg.dataset, "background", root=cfg.data_root,
-                              **cfg.dataset_options()).images
+        images = cfg.load_split("background").images
         assert images.shape == (4, 3, 1, expected, expected)

@@ -83,14 +83,13 @@ def _time_inference(model, init: dict, tasks: list, algorithm: str, config) -> f
 def time_algorithms(context: Context) -> TimingResult:
     """Seconds per training iteration (task batch 1) of MAML / FO-MAML / ANIL and per inference
     of MAML vs ANIL, on the same freshly built model, in this process, one thread."""
-    from meta import TaskSampler, load_dataset
+    from meta import TaskSampler
     from meta._threads import torch_threads
     from meta.models import build_model
 
     config, preset = context.preset.base, context.preset
     with torch_threads(1):
-        dataset = load_dataset(config.dataset, config.train_split, root=config.data_root,
-                               **config.dataset_options())
+        dataset = config.load_split(config.train_split)
         tasks = TaskSampler.fixed(dataset, config.ways, config.shots, config.query,
                                   preset.timing_iterations + _WARMUP, seed=7)
         torch.manual_seed(0)
