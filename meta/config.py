@@ -12,6 +12,7 @@ from meta._config_base import ConfigMixin
 from meta.algos import get_algorithm
 from meta.data import DATASETS, FewShotDataset, load_dataset
 from meta.inner import REDUCTIONS
+from meta.models import HEAD_INITS
 
 __all__ = ["TrainConfig", "PRESETS", "NETWORKS", "get_preset", "DATASETS"]
 
@@ -37,7 +38,7 @@ class TrainConfig(ConfigMixin):
     network: str | None = None       # Conv4 variant: omniglot | miniimagenet; None = the dataset's
     image_size: int | None = None    # side of the images; None = the loader's (28 chars, 84 mini)
     hidden: int | None = None        # conv filters; None = 64 (omniglot net) or 32 (miniimagenet)
-    head_init: str | None = None     # normal | glorot; None = the MAML code's (normal characters)
+    head_init: str | None = None     # normal | glorot | zero; None = the MAML code's (by network)
     inner_steps: int = 5             # inner-loop gradient steps during training
     inner_steps_test: int = 5        # inner-loop steps at validation/test (10 for MiniImageNet)
     inner_lr: float = 0.1            # inner-loop learning rate (0.1 Omniglot, 0.01 MiniImageNet)
@@ -46,7 +47,7 @@ class TrainConfig(ConfigMixin):
     meta_batch_size: int = 16        # tasks per outer step (16 Omniglot, 4 MiniImageNet)
     batch_size: int = 64             # images per step for multiclass pretraining
     meta_lr: float = 1e-3            # Adam learning rate of the outer loop
-    grad_clip: float | None = None   # clip each meta-gradient entry to [-c, c] (MiniImageNet: 10)
+    grad_clip: float | None = None   # meta-gradient entry bound in the reference's loss units (mini: 10)
     body_from: str | None = None     # run directory whose trained body initialises this model
     iterations: int = 30000          # outer steps
     max_seconds: float | None = None  # stop early once the loop has run this long (wall clock)
@@ -88,8 +89,9 @@ class TrainConfig(ConfigMixin):
                                             or not isinstance(self.image_size, int)
                                             or self.image_size < 16):
             raise ValueError(f"image_size: expected null or an int >= 16, got {self.image_size!r}")
-        if self.head_init not in (None, "normal", "glorot"):
-            raise ValueError(f"head_init: expected null, 'normal' or 'glorot', got {self.head_init!r}")
+        if self.head_init not in (None,) + HEAD_INITS:
+            raise ValueError(f"head_init: expected null or one of {list(HEAD_INITS)}, "
+                             f"got {self.head_init!r}")
         if self.inner_loss not in REDUCTIONS:
             raise ValueError(f"inner_loss: expected one of {list(REDUCTIONS)}, got {self.inner_loss!r}")
         if not isinstance(self.adapt_norm, bool):
@@ -123,6 +125,22 @@ class TrainConfig(ConfigMixin):
     def load_split(self, split: str) -> FewShotDataset:
         """``split`` of this run's dataset: its folder (``data_root``) and image size."""
         return load_dataset(self.dataset, split, root=self.data_root, **self.dataset_options())
+
+    @property
+    def outer_clip(self) -> float | None:
+        """The bound :attr:`grad_clip` puts on each entry of the gradient that training takes.
+
+        ``grad_clip`` is quoted in the MAML reference code's outer-loss units: the query
+        cross-entropies summed, divided by the shots and by the tasks, which is
+        ``ways * query / shots`` times the mean differentiated here. The same bound holds for
+        every algorithm of a run.
+
+        >>> get_preset("miniimagenet-5w1s").outer_clip       # 10 / (5 * 15 / 1)
+        0.13333333333333333
+        """
+        if self.grad_clip is None:
+            return None
+        return self.grad_clip * self.shots / (self.ways * self.query)
 
     @property
     def first_order(self) -> bool:

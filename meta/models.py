@@ -12,10 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Conv4", "BatchNormOffset", "LAYER_NAMES", "BODY_NAMES", "is_norm_param", "build_model"]
+__all__ = ["Conv4", "BatchNormOffset", "LAYER_NAMES", "BODY_NAMES", "is_norm_param", "build_model",
+           "HEAD_INITS"]
 
 BODY_NAMES = ("conv1", "conv2", "conv3", "conv4")
 LAYER_NAMES = BODY_NAMES + ("head",)
+#: Initial head weights: the MAML code's Omniglot (normal) and MiniImageNet (glorot) heads, or zero.
+HEAD_INITS = ("normal", "glorot", "zero")
 
 
 def is_norm_param(name: str) -> bool:
@@ -81,9 +84,11 @@ class Conv4(nn.Module):
     pool : bool
         False: stride-2 convs and a spatial mean (Omniglot, 64 features);
         True: stride-1 convs, 2x2 max-pool and flattening (MiniImageNet, 32*5*5 = 800 features).
-    head_init : None, "normal" or "glorot"
-        The head's initial weights: standard normal (the MAML code's Omniglot head) or
-        Glorot-uniform (its MiniImageNet head); None picks the reference's for ``pool``.
+    head_init : None, "normal", "glorot" or "zero"
+        The head's initial weights: standard normal (the MAML code's Omniglot head),
+        Glorot-uniform (its MiniImageNet head) or zero (every class starts alike, so the first
+        inner step makes the head a prototype classifier); None picks the reference's for
+        ``pool``.
         Convolutions are always Glorot-uniform, offsets and the head bias zero.
 
     Attributes
@@ -112,8 +117,9 @@ class Conv4(nn.Module):
         head_init: str | None = None,
     ) -> None:
         super().__init__()
-        if head_init not in (None, "normal", "glorot"):
-            raise ValueError(f"head_init: expected None, 'normal' or 'glorot', got {head_init!r}")
+        if head_init not in (None, *HEAD_INITS):
+            raise ValueError(f"head_init: expected None or one of {list(HEAD_INITS)}, "
+                             f"got {head_init!r}")
         for name, value in (("ways", ways), ("in_channels", in_channels), ("hidden", hidden),
                             ("image_size", image_size)):
             if not isinstance(value, int) or value < 1:
@@ -139,6 +145,8 @@ class Conv4(nn.Module):
             nn.init.xavier_uniform_(getattr(self, name)[0].weight)
         if head_init == "glorot":
             nn.init.xavier_uniform_(self.head.weight)
+        elif head_init == "zero":
+            nn.init.zeros_(self.head.weight)
         else:
             nn.init.normal_(self.head.weight, mean=0.0, std=1.0)
         nn.init.zeros_(self.head.bias)

@@ -202,8 +202,8 @@ def _outer_step(session: _Session) -> torch.Tensor:
     session.optimizer.zero_grad(set_to_none=True)
     stats = session.algorithm.accumulate(session.model, session.params, session.data, session.cfg)
     distributed.all_reduce_grads(session.ctx, session.trained)
-    if session.cfg.grad_clip is not None:
-        torch.nn.utils.clip_grad_value_(session.trained, session.cfg.grad_clip)
+    if session.cfg.outer_clip is not None:      # grad_clip, in the mean loss's units
+        torch.nn.utils.clip_grad_value_(session.trained, session.cfg.outer_clip)
     session.optimizer.step()
     distributed.all_reduce_sum(session.ctx, stats)
     return stats

@@ -155,3 +155,22 @@ def test_max_rel_diff():
     assert bench_maml_higher.max_rel_diff(a, b) == pytest.approx(0.5 / 5.5)
     with pytest.raises(ValueError, match="equal numbers"):
         bench_maml_higher.max_rel_diff(a, b[:1])
+
+
+def test_bench_head_init_agrees_with_meta_evaluate(tmp_path):
+    import bench_head_init
+
+    from meta.config import get_preset
+    from meta.evaluation import evaluate
+    from meta.training import train
+
+    cfg = get_preset("tiny").replace(iterations=2, checkpoints=(2,), val_every=2, save_every=2)
+    run = train(cfg, tmp_path / "run", progress=False)
+    res = bench_head_init.run(str(run), steps=[0, 2], tasks=4, checkpoint=None)
+    for k in (0, 2):   # the learned head is what the pipeline evaluates with conv1-4 frozen
+        want = evaluate(run, tasks=4, freeze=(1, 2, 3, 4), inner_steps=k)["accuracy"]["mean"]
+        assert res["learned"][k] == pytest.approx(100 * want, abs=1e-9)
+    assert res["nil"] == pytest.approx(100 * evaluate(run, tasks=4, head="nil")["accuracy"]["mean"])
+    # a zero head before any step scores every class 0: arg-max is class 0, 1 in `ways` right
+    assert res["zero"][0] == pytest.approx(100 / cfg.ways)
+    assert res["iteration"] == 2 and res["row_norm"]["glorot"] > 0

@@ -103,3 +103,25 @@ def test_initialisation_follows_the_reference_code():
     assert float(glorot.head.weight.detach().abs().max()) <= (6 / (64 + 20)) ** 0.5
     with pytest.raises(ValueError, match="head_init"):
         Conv4(5, head_init="zeros")
+
+
+def test_zero_head_takes_a_prototype_step_first():
+    # From a zero head every class scores 0 and p = 1/ways; one inner step on the reference loss
+    # (sum_i CE_i / shots) moves row c by lr / shots * sum_i (y_ic - 1/ways) f_i, so the query
+    # logits become lr / shots * (f_q . s_c - mean_k f_q . s_k), s_c the sum of class c's features.
+    from meta.algos._functional import adapt_head, body_features, head_logits
+
+    torch.manual_seed(0)
+    ways, shots, lr = 4, 2, 0.3
+    model = Conv4(ways, hidden=8, image_size=28, head_init="zero")
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    assert float(params["head.weight"].abs().sum()) == 0.0
+    x, y = torch.randn(ways * shots, 1, 28, 28), torch.arange(ways).repeat_interleave(shots)
+    query = torch.randn(6, 1, 28, 28)
+    support, feats = body_features(model, params, x), body_features(model, params, query)
+    head = adapt_head(params, support, y, steps=1, lr=lr, first_order=True)
+    sums = torch.stack([support[y == c].sum(0) for c in range(ways)])    # (ways, d)
+    dots = feats @ sums.T                                                # (6, ways)
+    expected = lr / shots * (dots - dots.mean(1, keepdim=True))
+    torch.testing.assert_close(head_logits(head, feats), expected, rtol=1e-4, atol=1e-4)
+    assert float(head["head.bias"].abs().max()) < 1e-6      # balanced classes: no bias step

@@ -296,3 +296,26 @@ def test_train_and_evaluate_restore_the_thread_count(tmp_path):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_grad_clip_is_in_the_reference_loss_units(tmp_path):
+    # The reference clips the gradient of sum_query CE / shots / tasks, which is ways * query /
+    # shots times the mean loss differentiated here: its bound c is c * shots / (ways * query).
+    from meta import distributed
+    from meta.training import _build, _outer_step
+
+    cfg = get_preset("tiny").replace(grad_clip=0.05)       # 3-way 1-shot, 2 query: bound 0.05/6
+    assert cfg.outer_clip == pytest.approx(0.05 * 1 / (3 * 2))
+    assert get_preset("miniimagenet-5w5s").outer_clip == pytest.approx(10 * 5 / (5 * 15))
+    assert get_preset("tiny").outer_clip is None
+
+    def step_grads(config):
+        session = _build(config, RunDir(tmp_path / str(config.grad_clip)),
+                         distributed.Context(0, 1, torch.device("cpu")))
+        _outer_step(session)
+        return torch.cat([p.grad.flatten() for p in session.trained])
+
+    free, clipped = step_grads(get_preset("tiny")), step_grads(cfg)
+    bound = cfg.outer_clip
+    assert float(free.abs().max()) > bound                  # the bound binds on this step
+    torch.testing.assert_close(clipped, free.clamp(-bound, bound))
